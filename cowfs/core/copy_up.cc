@@ -1,0 +1,227 @@
+#include "cowfs/core/copy_up.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <vector>
+
+#include "cowfs/core/overlay.h"
+#include "cowfs/core/xattr_names.h"
+#include "cowfs/sys/syscalls.h"
+
+namespace cowfs {
+
+std::string index_name(uint64_t ino) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, ino);
+  return buf;
+}
+
+namespace {
+
+Status copy_range(int src, int dst, off_t off, off_t len) {
+  // copy_file_range shares extents on the same filesystem; across
+  // filesystems (a lower is usually elsewhere) fall back to pread/pwrite.
+  while (len > 0) {
+    loff_t in = off, out = off;
+    ssize_t n = ::copy_file_range(src, &in, dst, &out, static_cast<size_t>(len), 0);
+    if (n > 0) {
+      off += n;
+      len -= n;
+      continue;
+    }
+    if (n == 0) return Errno{EIO};  // the source shrank under us
+    if (errno != EXDEV && errno != EINVAL && errno != EOPNOTSUPP && errno != ENOSYS) {
+      return Errno{errno};
+    }
+    std::vector<char> buf(1 << 20);
+    while (len > 0) {
+      size_t want = static_cast<size_t>(std::min<off_t>(len, static_cast<off_t>(buf.size())));
+      ssize_t r = ::pread(src, buf.data(), want, off);
+      if (r < 0) return Errno{errno};
+      if (r == 0) return Errno{EIO};
+      ssize_t done = 0;
+      while (done < r) {
+        ssize_t w = ::pwrite(dst, buf.data() + done, static_cast<size_t>(r - done), off + done);
+        if (w < 0) return Errno{errno};
+        done += w;
+      }
+      off += r;
+      len -= r;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Status copy_file_data(int src_fd, int dst_fd, off_t size) {
+  off_t pos = 0;
+  while (pos < size) {
+    off_t data = ::lseek(src_fd, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole remains
+      // No SEEK_DATA support: copy everything.
+      COWFS_TRY(copy_range(src_fd, dst_fd, pos, size - pos));
+      pos = size;
+      break;
+    }
+    off_t hole = ::lseek(src_fd, data, SEEK_HOLE);
+    if (hole < 0 || hole > size) hole = size;
+    COWFS_TRY(copy_range(src_fd, dst_fd, data, hole - data));
+    pos = hole;
+  }
+  // Trailing holes still count in the size.
+  return sys::truncate_fd(dst_fd, size);
+}
+
+Status copy_metadata(int src_path_fd, const struct stat& src, int dirfd, const char* name,
+                     bool privileged) {
+  const bool is_link = S_ISLNK(src.st_mode);
+  auto dst = sys::open_at(dirfd, name, O_PATH | O_NOFOLLOW);
+  if (!dst) return Errno{dst.error()};
+  if (privileged) {
+    COWFS_TRY(sys::chown_fd(dst->get(), src.st_uid, src.st_gid));
+  }
+  if (!is_link) {
+    // After chown, which clears set-id bits.
+    COWFS_TRY(sys::chmod_fd(dst->get(), src.st_mode & 07777));
+  }
+  auto names = sys::list_xattr(src_path_fd, is_link);
+  if (names) {
+    for (const auto& n : *names) {
+      auto value = sys::get_xattr(src_path_fd, n.c_str(), is_link);
+      if (!value) continue;
+      // Our own markers are re-derived by the caller, not copied.
+      if (n.starts_with(xattr_names::kOurs) && !n.starts_with(xattr_names::kEscaped)) continue;
+      Status s = sys::set_xattr(dst->get(), n.c_str(), *value, 0, is_link);
+      // A store filesystem without some namespace (e.g. security.*) loses
+      // only that attribute; say so instead of failing the write.
+      if (!s.ok() && s.error() != ENOTSUP && s.error() != EPERM) return s;
+    }
+  }
+  struct timespec times[2] = {src.st_atim, src.st_mtim};
+  if (::utimensat(dirfd, name, times, AT_SYMLINK_NOFOLLOW) < 0) return Errno{errno};
+  return {};
+}
+
+Result<int> Overlay::top_dir(Node& dir) {
+  if (dir.parts.front().layer == stack_.top()) return dir.parts.front().fd.get();
+  if (!dir.parent) return Errno{ENOENT};
+  auto ptop = top_dir(*dir.parent);
+  if (!ptop) return ptop;
+  auto st = sys::stat_fd(dir.parts.front().fd.get());
+  if (!st) return Errno{st.error()};
+
+  std::string tmp = temp_name();
+  COWFS_TRY(sys::mkdir_at(work_fd_, tmp.c_str(), 0700));
+  Status s = copy_metadata(dir.parts.front().fd.get(), *st, work_fd_, tmp.c_str(), opts_.is_root);
+  if (s.ok()) {
+    auto tfd = sys::open_at(work_fd_, tmp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (!tfd) {
+      s = Errno{tfd.error()};
+    } else {
+      s = sys::set_xattr(tfd->get(), kOriginXattr, std::to_string(dir.ino), 0);
+    }
+  }
+  auto parent_times = sys::stat_fd(*ptop);
+  if (s.ok()) s = sys::rename_at(work_fd_, tmp.c_str(), *ptop, dir.name.c_str(), RENAME_NOREPLACE);
+  if (!s.ok()) {
+    (void)sys::unlink_at(work_fd_, tmp.c_str(), AT_REMOVEDIR);
+    return Errno{s.error()};
+  }
+  if (parent_times) {
+    // Creating the copy is not a change of the parent the user can see.
+    struct timespec t[2] = {parent_times->st_atim, parent_times->st_mtim};
+    ::utimensat(*ptop, "", t, AT_EMPTY_PATH);
+  }
+  auto fd = sys::open_at(*ptop, dir.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) return Errno{fd.error()};
+  int raw = fd->get();
+  dir.parts.insert(dir.parts.begin(), DirPart{stack_.top(), fd.take()});
+  return raw;
+}
+
+Status Overlay::copy_up(Node& node, bool with_data) {
+  if (node.is_dir()) {
+    auto r = top_dir(node);
+    return r ? Status() : Status(Errno{r.error()});
+  }
+  if (node.layer == stack_.top()) return {};
+
+  auto st = sys::stat_fd(node.fd.get());
+  if (!st) return Errno{st.error()};
+  const bool orphan = node.unlinked || !node.parent;
+  int dest_dir = work_fd_;
+  if (!orphan) {
+    auto ptop = top_dir(*node.parent);
+    if (!ptop) return Errno{ptop.error()};
+    dest_dir = *ptop;
+  }
+
+  std::string tmp = temp_name();
+  Status s;
+  if (S_ISREG(st->st_mode)) {
+    auto dst = sys::open_at(work_fd_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (!dst) return Errno{dst.error()};
+    if (with_data && st->st_size > 0) {
+      auto src = sys::reopen(node.fd.get(), O_RDONLY);
+      s = src ? copy_file_data(src->get(), dst->get(), st->st_size) : Status(Errno{src.error()});
+    }
+    if (s.ok()) s = sys::fsync_fd(dst->get());
+  } else if (S_ISLNK(st->st_mode)) {
+    auto target = sys::readlink_at(node.fd.get(), "");
+    s = target ? sys::symlink_at(target->c_str(), work_fd_, tmp.c_str())
+               : Status(Errno{target.error()});
+  } else {
+    s = sys::mknod_at(work_fd_, tmp.c_str(), st->st_mode, st->st_rdev);
+  }
+  if (s.ok()) s = copy_metadata(node.fd.get(), *st, work_fd_, tmp.c_str(), opts_.is_root);
+  UniqueFd tfd;
+  if (s.ok()) {
+    auto fd = sys::open_at(work_fd_, tmp.c_str(), O_PATH | O_NOFOLLOW);
+    if (fd) {
+      tfd = fd.take();
+    } else {
+      s = Errno{fd.error()};
+    }
+  }
+  const bool multi_linked = S_ISREG(st->st_mode) && st->st_nlink > 1 && !node.layer->in_store();
+  if (s.ok() && !S_ISLNK(st->st_mode)) {
+    s = sys::set_xattr(tfd.get(), kOriginXattr, std::to_string(node.ino), 0);
+    if (s.ok() && multi_linked) {
+      s = sys::set_xattr(tfd.get(), kLowerLinksXattr, std::to_string(st->st_nlink - 1), 0);
+    }
+  }
+  if (s.ok() && multi_linked) {
+    // Link into the index first: a crash before the rename below leaves an
+    // index entry that the next lookup of any name of the file will use.
+    s = sys::link_at(work_fd_, tmp.c_str(), stack_.top()->index.get(), index_name(node.ino).c_str(),
+                     0);
+    if (s.ok()) node.lower_links = static_cast<int>(st->st_nlink) - 1;
+  }
+  if (s.ok() && !orphan) {
+    auto parent_times = sys::stat_fd(dest_dir);
+    s = sys::rename_at(work_fd_, tmp.c_str(), dest_dir, node.name.c_str(), RENAME_NOREPLACE);
+    if (s.ok() && parent_times) {
+      struct timespec t[2] = {parent_times->st_atim, parent_times->st_mtim};
+      ::utimensat(dest_dir, "", t, AT_EMPTY_PATH);
+    }
+  } else if (s.ok() && orphan) {
+    // Nobody can reach it by name; the handle keeps it alive.
+    s = sys::unlink_at(work_fd_, tmp.c_str(), 0);
+  }
+  if (!s.ok()) {
+    (void)sys::unlink_at(work_fd_, tmp.c_str(), 0);
+    return s;
+  }
+  node.fd = std::move(tfd);
+  node.layer = stack_.top();
+  node.data_gen.fetch_add(1);
+  return {};
+}
+
+}  // namespace cowfs

@@ -1,0 +1,34 @@
+// Copy-up: how a file from a layer below becomes a file of the top layer.
+//
+// The copy is built aside in STORE/work (data, owner, mode, xattrs, times,
+// and kOriginXattr recording the file's st_ino), fsynced, and renamed into
+// place, so a crash leaves either no copy or a complete one — never a
+// half-copied file presented as data. Sparse regions stay sparse.
+//
+// A regular file that has several names in a lower also gets an entry in
+// the top layer's index/ directory named by its origin, so that the other
+// names, which still resolve to the lower, find the copy after a remount
+// (kLowerLinksXattr counts how many such lower names remain).
+#pragma once
+
+#include <sys/stat.h>
+
+#include <string>
+
+#include "cowfs/sys/result.h"
+
+namespace cowfs {
+
+inline constexpr const char* kLowerLinksXattr = "user.cowfs.lowerlinks";
+
+std::string index_name(uint64_t ino);
+
+// Copies data of src_fd (open for reading) into dst_fd, preserving holes.
+Status copy_file_data(int src_fd, int dst_fd, off_t size);
+
+// Copies owner (if privileged), mode, xattrs and times from the object at
+// src_path_fd (O_PATH) to dirfd/name, which was just created in the store.
+Status copy_metadata(int src_path_fd, const struct stat& src, int dirfd, const char* name,
+                     bool privileged);
+
+}  // namespace cowfs

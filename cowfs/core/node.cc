@@ -1,0 +1,53 @@
+#include "cowfs/core/node.h"
+
+namespace cowfs {
+
+uint64_t compose_ino(const Layer& layer, const struct stat& st) {
+  constexpr uint64_t kMask = (uint64_t{1} << 56) - 1;
+  uint64_t ino = static_cast<uint64_t>(st.st_ino);
+  if (layer.in_store()) {
+    // Store inode numbers are used as they are; 1 is the FUSE root's id.
+    return ino == kRootIno ? ((uint64_t{0xff} << 56) | ino) : ino;
+  }
+  uint64_t tag = static_cast<uint64_t>(layer.lower_index + 1);
+  if (st.st_dev != layer.dev) {
+    // A filesystem mounted inside a lower: fold its device in so numbers
+    // from the two filesystems do not collide.
+    tag += 64 + (static_cast<uint64_t>(st.st_dev) % 128);
+  }
+  return (tag << 56) | (ino & kMask);
+}
+
+void InodeTable::set_root(NodePtr root) {
+  std::lock_guard lock(mu_);
+  root->nlookup = 1;  // pinned: the kernel never forgets the root
+  nodes_[kRootIno] = std::move(root);
+}
+
+NodePtr InodeTable::find(uint64_t ino) const {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  return it == nodes_.end() ? nullptr : it->second;
+}
+
+NodePtr InodeTable::intern(NodePtr fresh, bool count) {
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = nodes_.try_emplace(fresh->ino, fresh);
+  if (count) it->second->nlookup.fetch_add(1);
+  return it->second;
+}
+
+void InodeTable::forget(uint64_t ino, uint64_t n) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end() || ino == kRootIno) return;
+  // Re-found under the lock, so a lookup racing with this forget wins.
+  if (it->second->nlookup.fetch_sub(n) <= n) nodes_.erase(it);
+}
+
+size_t InodeTable::size() const {
+  std::lock_guard lock(mu_);
+  return nodes_.size();
+}
+
+}  // namespace cowfs

@@ -1,0 +1,104 @@
+// Node: one file or directory of the merged view, and the inode table that
+// maps FUSE node ids to nodes.
+//
+// A node's id is also the st_ino it reports. It is derived from the file's
+// origin — the layer class and inode number where the file first existed —
+// and copy-up records that origin (kOriginXattr), so st_ino survives
+// copy-up, checkpoints and remounts, and every name of a hard-linked file
+// resolves to the same node.
+//
+// A node reaches its backing files through O_PATH fds, never through paths:
+// renames above it cannot make it stale and long paths are never built.
+//
+// Lookup counting: the kernel holds a reference for every entry we reply
+// with through lookup, create, mknod, mkdir, symlink, link and readdirplus
+// (except "." and ".."); InodeTable::intern() adds it and forget() drops it.
+// A node leaves the table when its count reaches zero; open handles keep
+// their own shared_ptr.
+//
+// Locking: fields marked TREE are guarded by Overlay::tree_mu_ (read under a
+// shared lock, written under the exclusive one). InodeTable::mu_ is
+// acquired after tree_mu_, never before.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cowfs/core/layer.h"
+#include "cowfs/sys/unique_fd.h"
+
+namespace cowfs {
+
+inline constexpr uint64_t kRootIno = 1;
+
+// st_ino for an object found in layer at its (dev, ino). Store layers keep
+// their own inode numbers; lower N is tagged in the top byte.
+uint64_t compose_ino(const Layer& layer, const struct stat& st);
+
+struct DirPart {
+  LayerPtr layer;
+  UniqueFd fd;  // O_PATH | O_DIRECTORY
+};
+
+class Node {
+ public:
+  Node(uint64_t number, mode_t mode) : ino(number), type(mode & S_IFMT) {}
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  const uint64_t ino;
+  const mode_t type;
+  bool is_dir() const { return S_ISDIR(type); }
+
+  // TREE: the name it was last reached by; parent == nullptr once the last
+  // visible name is gone (an open-unlinked file).
+  std::shared_ptr<Node> parent;
+  std::string name;
+  bool unlinked = false;
+
+  // TREE, non-directories: where the data lives now.
+  LayerPtr layer;
+  UniqueFd fd;  // O_PATH, O_NOFOLLOW
+
+  // TREE, directories: the parts merged into this directory, top first,
+  // ending at the first opaque part.
+  std::vector<DirPart> parts;
+  // TREE, regular files copied up from a multiply linked lower file: how
+  // many of its lower names still resolve to it (-1: not such a file).
+  int lower_links = -1;
+
+  // Bumped whenever the backing file changes (copy-up), so open handles
+  // know to reopen.
+  std::atomic<uint64_t> data_gen{0};
+  std::atomic<uint64_t> nlookup{0};
+
+  // Backing fd and layer of the node's topmost instance.
+  int backing_fd() const { return is_dir() ? parts.front().fd.get() : fd.get(); }
+  const LayerPtr& backing_layer() const { return is_dir() ? parts.front().layer : layer; }
+};
+
+using NodePtr = std::shared_ptr<Node>;
+
+class InodeTable {
+ public:
+  void set_root(NodePtr root);
+  NodePtr find(uint64_t ino) const;
+  // Returns the node already known under fresh->ino, or inserts fresh.
+  // When count is set the kernel now holds one more reference.
+  NodePtr intern(NodePtr fresh, bool count);
+  void forget(uint64_t ino, uint64_t n);
+  size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, NodePtr> nodes_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace cowfs

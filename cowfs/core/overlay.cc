@@ -1,0 +1,464 @@
+#include "cowfs/core/overlay.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <charconv>
+
+#include "cowfs/core/copy_up.h"
+#include "cowfs/core/xattr_names.h"
+#include "cowfs/sys/syscalls.h"
+
+namespace cowfs {
+
+namespace {
+
+std::optional<uint64_t> parse_u64(const std::string& s) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+// The stable number of an object found in layer: its recorded origin if it
+// was copied up into the store, else its own.
+uint64_t identity(const Layer& layer, int fd, const struct stat& st) {
+  if (layer.in_store() && !S_ISLNK(st.st_mode)) {
+    auto origin = sys::get_xattr(fd, kOriginXattr);
+    if (origin) {
+      if (auto v = parse_u64(*origin)) return *v;
+    }
+  }
+  return compose_ino(layer, st);
+}
+
+bool has_xattr(int fd, const char* name) { return sys::get_xattr(fd, name).ok(); }
+
+}  // namespace
+
+Overlay::Overlay(LayerStack stack, Whiteouts* whiteouts, int work_fd, Options opts)
+    : stack_(std::move(stack)), whiteouts_(whiteouts), work_fd_(work_fd), opts_(opts) {
+  root_ = std::make_shared<Node>(kRootIno, S_IFDIR);
+  for (const auto& layer : stack_.layers) {
+    auto fd = sys::open_at(layer->root.get(), ".", O_PATH | O_DIRECTORY);
+    if (fd) root_->parts.push_back(DirPart{layer, fd.take()});
+  }
+  inodes_.set_root(root_);
+}
+
+std::string Overlay::temp_name() {
+  return "t" + std::to_string(::getpid()) + "-" + std::to_string(temp_counter_.fetch_add(1));
+}
+
+Result<NodePtr> Overlay::dir_node(uint64_t ino) const {
+  NodePtr n = inodes_.find(ino);
+  if (!n) return Errno{ESTALE};
+  if (!n->is_dir()) return Errno{ENOTDIR};
+  return n;
+}
+
+// Collects the directory parts of a directory found at fd in layer index
+// li, following its opaque and redirect markers.
+static void collect_dir_parts(const LayerStack& stack, size_t li, UniqueFd fd,
+                              std::vector<DirPart>& parts, bool& stop) {
+  const LayerPtr& layer = stack.layers[li];
+  int raw = fd.get();
+  parts.push_back(DirPart{layer, std::move(fd)});
+  if (!layer->in_store()) return;
+  if (has_xattr(raw, kOpaqueXattr)) {
+    stop = true;
+    return;
+  }
+  auto redirect = sys::get_xattr(raw, kRedirectXattr);
+  if (!redirect) return;
+  // The directory was renamed: below this layer its content lives at the
+  // recorded path, not at the path we came by.
+  stop = true;
+  for (size_t j = li + 1; j < stack.size(); ++j) {
+    auto below = sys::open_dir_beneath(stack.layers[j]->root.get(), redirect->c_str());
+    if (!below) continue;
+    bool inner_stop = false;
+    collect_dir_parts(stack, j, below.take(), parts, inner_stop);
+    break;  // deeper layers are reached through that part's own markers
+  }
+}
+
+Result<Overlay::Probe> Overlay::probe(const Node& dir, const std::string& name) const {
+  if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  Probe p;
+  bool found_dir = false;
+  for (const auto& part : dir.parts) {
+    auto st = sys::stat_at(part.fd.get(), name.c_str());
+    if (!st) {
+      if (st.error() == ENOENT || st.error() == ENOTDIR) continue;
+      return Errno{st.error()};
+    }
+    if (part.layer->in_store() && whiteouts_->is_whiteout(*st)) break;
+    if (found_dir && !S_ISDIR(st->st_mode)) break;  // hidden below a directory
+    auto fd = sys::open_at(part.fd.get(), name.c_str(), O_PATH | O_NOFOLLOW);
+    if (!fd) return Errno{fd.error()};
+    if (!S_ISDIR(st->st_mode)) {
+      p.st = *st;
+      p.layer = part.layer;
+      p.ino = identity(*part.layer, fd->get(), *st);
+      p.fd = fd.take();
+      if (!part.layer->in_store() && S_ISREG(st->st_mode) && st->st_nlink > 1) {
+        // Another name of this file may have been copied up: use that copy.
+        for (const auto& layer : stack_.layers) {
+          if (!layer->in_store()) break;
+          auto idx = sys::open_at(layer->index.get(), index_name(p.ino).c_str(), O_PATH | O_NOFOLLOW);
+          if (!idx) continue;
+          auto ist = sys::stat_fd(idx->get());
+          if (!ist) continue;
+          p.st = *ist;
+          p.layer = layer;
+          p.fd = idx.take();
+          auto links = sys::get_xattr(p.fd.get(), kLowerLinksXattr);
+          p.lower_links = links ? static_cast<int>(parse_u64(*links).value_or(0)) : 0;
+          break;
+        }
+      } else if (part.layer->in_store() && S_ISREG(st->st_mode) && st->st_nlink > 1) {
+        if (auto links = sys::get_xattr(p.fd.get(), kLowerLinksXattr)) {
+          p.lower_links = static_cast<int>(parse_u64(*links).value_or(0));
+        }
+      }
+      return p;
+    }
+    if (!found_dir) {
+      found_dir = true;
+      p.st = *st;
+      p.layer = part.layer;
+      p.ino = identity(*part.layer, fd->get(), *st);
+    }
+    size_t li = 0;
+    while (stack_.layers[li] != part.layer) ++li;
+    bool stop = false;
+    collect_dir_parts(stack_, li, fd.take(), p.parts, stop);
+    if (stop) break;
+  }
+  if (!found_dir) return Errno{ENOENT};
+  return p;
+}
+
+Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bool count) {
+  auto p = probe(*dir, name);
+  if (!p) return Errno{p.error()};
+  auto fresh = std::make_shared<Node>(p->ino, p->st.st_mode);
+  fresh->parent = dir;
+  fresh->name = name;
+  if (fresh->is_dir()) {
+    fresh->parts = std::move(p->parts);
+  } else {
+    fresh->layer = p->layer;
+    fresh->fd = std::move(p->fd);
+    fresh->lower_links = p->lower_links;
+  }
+  NodePtr n = inodes_.intern(fresh, count);
+  if (n != fresh) {
+    std::lock_guard lock(name_mu_);
+    if (n->unlinked || !n->parent) {
+      if (n->type == fresh->type) {
+        // The number was freed and reused while the kernel still knew the
+        // old file: the node now stands for the new one.
+        n->layer = fresh->layer;
+        n->fd = std::move(fresh->fd);
+        n->parts = std::move(fresh->parts);
+        n->lower_links = fresh->lower_links;
+      }
+      n->parent = dir;
+      n->name = name;
+      n->unlinked = false;
+    }
+  }
+  return n;
+}
+
+Result<struct stat> Overlay::stat_node(const Node& n) const {
+  auto st = sys::stat_fd(n.backing_fd());
+  if (!st) return st;
+  st->st_ino = n.ino;
+  if (n.is_dir()) {
+    if (n.parts.size() > 1) st->st_nlink = 1;  // merged: the count is unknown, as on NFS
+  } else {
+    if (n.lower_links >= 0 && n.layer->in_store()) {
+      st->st_nlink = st->st_nlink - 1 + static_cast<nlink_t>(n.lower_links);
+    }
+    if (n.unlinked && !n.layer->writable()) st->st_nlink = 0;
+  }
+  return st;
+}
+
+Result<Entry> Overlay::entry_for(const NodePtr& node) {
+  auto st = stat_node(*node);
+  if (!st) return Errno{st.error()};
+  return Entry{node, *st};
+}
+
+Result<Entry> Overlay::lookup(uint64_t parent, const std::string& name) {
+  std::shared_lock lock(tree_mu_);
+  auto dir = dir_node(parent);
+  if (!dir) return Errno{dir.error()};
+  auto n = resolve(*dir, name, true);
+  if (!n) return Errno{n.error()};
+  auto e = entry_for(*n);
+  if (!e) inodes_.forget((*n)->ino, 1);
+  return e;
+}
+
+void Overlay::forget(uint64_t ino, uint64_t nlookup) { inodes_.forget(ino, nlookup); }
+
+Result<struct stat> Overlay::getattr(uint64_t ino) {
+  std::shared_lock lock(tree_mu_);
+  NodePtr n = inodes_.find(ino);
+  if (!n) return Errno{ESTALE};
+  return stat_node(*n);
+}
+
+Result<struct stat> Overlay::setattr(uint64_t ino, const SetAttr& a, FileHandle* fh) {
+  std::unique_lock lock(tree_mu_);
+  NodePtr n = inodes_.find(ino);
+  if (!n) return Errno{ESTALE};
+  // Truncating to zero needs none of the old data.
+  COWFS_TRY(copy_up(*n, !(a.size && a.values.st_size == 0)));
+  int fd = n->backing_fd();
+  if (a.mode) {
+    if (S_ISLNK(n->type)) return Errno{EOPNOTSUPP};
+    COWFS_TRY(sys::chmod_fd(fd, a.values.st_mode & 07777));
+  }
+  if (a.uid || a.gid) {
+    COWFS_TRY(sys::chown_fd(fd, a.uid ? a.values.st_uid : static_cast<uid_t>(-1),
+                            a.gid ? a.values.st_gid : static_cast<gid_t>(-1)));
+  }
+  if (a.size) {
+    if (n->is_dir()) return Errno{EISDIR};
+    if (fh != nullptr && fh->writable()) {
+      auto io = io_fd(*fh);
+      if (!io) return Errno{io.error()};
+      COWFS_TRY(sys::truncate_fd(*io, a.values.st_size));
+    } else {
+      auto w = sys::reopen(fd, O_WRONLY);
+      if (!w) return Errno{w.error()};
+      COWFS_TRY(sys::truncate_fd(w->get(), a.values.st_size));
+    }
+  }
+  if (a.atime || a.mtime) {
+    struct timespec t[2];
+    t[0] = a.atime ? (a.atime_now ? timespec{0, UTIME_NOW} : a.values.st_atim)
+                   : timespec{0, UTIME_OMIT};
+    t[1] = a.mtime ? (a.mtime_now ? timespec{0, UTIME_NOW} : a.values.st_mtim)
+                   : timespec{0, UTIME_OMIT};
+    if (::utimensat(fd, "", t, AT_EMPTY_PATH) < 0) return Errno{errno};
+  }
+  return stat_node(*n);
+}
+
+Result<std::string> Overlay::readlink(uint64_t ino) {
+  std::shared_lock lock(tree_mu_);
+  NodePtr n = inodes_.find(ino);
+  if (!n) return Errno{ESTALE};
+  if (!S_ISLNK(n->type)) return Errno{EINVAL};
+  return sys::readlink_at(n->fd.get(), "");
+}
+
+Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
+  NodePtr n = inodes_.find(ino);
+  if (!n) return Errno{ESTALE};
+  if (n->is_dir()) return Errno{EISDIR};
+  const bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+  auto fh = std::make_unique<FileHandle>();
+  fh->node = n;
+  fh->flags = flags;
+  int open_flags = flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
+  if (writes) {
+    std::unique_lock lock(tree_mu_);
+    COWFS_TRY(copy_up(*n, !(flags & O_TRUNC)));
+    auto fd = sys::reopen(n->fd.get(), open_flags);
+    if (!fd) return Errno{fd.error()};
+    fh->fd = fd.take();
+    fh->gen = n->data_gen.load();
+  } else {
+    std::shared_lock lock(tree_mu_);
+    auto fd = sys::reopen(n->fd.get(), open_flags);
+    if (!fd) return Errno{fd.error()};
+    fh->fd = fd.take();
+    fh->gen = n->data_gen.load();
+  }
+  return fh;
+}
+
+Result<int> Overlay::io_fd(FileHandle& fh) {
+  if (fh.gen == fh.node->data_gen.load(std::memory_order_acquire)) return fh.fd.get();
+  // The file was copied up after this handle was opened: follow it, so a
+  // reader sees what writers through other handles wrote.
+  std::shared_lock lock(tree_mu_);
+  int flags = fh.flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC);
+  auto fd = sys::reopen(fh.node->fd.get(), flags);
+  if (!fd) return Errno{fd.error()};
+  fh.fd = fd.take();
+  fh.gen = fh.node->data_gen.load();
+  return fh.fd.get();
+}
+
+Result<struct stat> Overlay::top_entry(Node& dir, const std::string& name) {
+  auto top = top_dir(dir);
+  if (!top) return Errno{top.error()};
+  return sys::stat_at(*top, name.c_str());
+}
+
+bool Overlay::lower_has(const Node& dir, const std::string& name) const {
+  for (const auto& part : dir.parts) {
+    if (part.layer == stack_.top()) continue;
+    auto st = sys::stat_at(part.fd.get(), name.c_str());
+    if (!st) continue;
+    return !(part.layer->in_store() && whiteouts_->is_whiteout(*st));
+  }
+  return false;
+}
+
+Status Overlay::place(Node& dir, const std::string& name, const std::string& tmp) {
+  auto top = top_dir(dir);
+  if (!top) return Errno{top.error()};
+  auto existing = sys::stat_at(*top, name.c_str());
+  if (existing && !whiteouts_->is_whiteout(*existing)) return Errno{EEXIST};
+  if (!existing) return sys::rename_at(work_fd_, tmp.c_str(), *top, name.c_str(), RENAME_NOREPLACE);
+  auto tst = sys::stat_at(work_fd_, tmp.c_str());
+  if (tst && S_ISDIR(tst->st_mode)) {
+    // A directory cannot replace a file by rename; swap, then drop the
+    // whiteout that landed in work/.
+    COWFS_TRY(sys::rename_at(work_fd_, tmp.c_str(), *top, name.c_str(), RENAME_EXCHANGE));
+    return sys::unlink_at(work_fd_, tmp.c_str(), 0);
+  }
+  return sys::rename_at(work_fd_, tmp.c_str(), *top, name.c_str());
+}
+
+Result<Entry> Overlay::finish_create(const NodePtr& parent, const std::string& name,
+                                     const Caller& caller) {
+  auto top = top_dir(*parent);
+  if (!top) return Errno{top.error()};
+  if (opts_.is_root) {
+    gid_t gid = caller.gid;
+    auto pst = sys::stat_fd(*top);
+    if (pst && (pst->st_mode & S_ISGID)) gid = pst->st_gid;
+    if (::fchownat(*top, name.c_str(), caller.uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+      return Errno{errno};
+    }
+  }
+  auto n = resolve(parent, name, true);
+  if (!n) return Errno{n.error()};
+  auto e = entry_for(*n);
+  if (!e) inodes_.forget((*n)->ino, 1);
+  return e;
+}
+
+Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Overlay::create(uint64_t parent,
+                                                                     const std::string& name,
+                                                                     mode_t mode, int flags,
+                                                                     const Caller& caller) {
+  if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  std::unique_lock lock(tree_mu_);
+  auto dir = dir_node(parent);
+  if (!dir) return Errno{dir.error()};
+  if (probe(**dir, name)) return Errno{EEXIST};
+  auto top = top_dir(**dir);
+  if (!top) return Errno{top.error()};
+  int open_flags = (flags & ~(O_TRUNC | O_NOCTTY)) | O_CREAT | O_EXCL;
+  UniqueFd fd;
+  auto existing = sys::stat_at(*top, name.c_str());
+  if (existing) {
+    // Only a whiteout can be here (probe found nothing): replace it atomically.
+    std::string tmp = temp_name();
+    auto f = sys::open_at(work_fd_, tmp.c_str(), open_flags, mode);
+    if (!f) return Errno{f.error()};
+    Status s = place(**dir, name, tmp);
+    if (!s.ok()) {
+      (void)sys::unlink_at(work_fd_, tmp.c_str(), 0);
+      return Errno{s.error()};
+    }
+    fd = f.take();
+  } else {
+    auto f = sys::open_at(*top, name.c_str(), open_flags, mode);
+    if (!f) return Errno{f.error()};
+    fd = f.take();
+  }
+  auto e = finish_create(*dir, name, caller);
+  if (!e) return Errno{e.error()};
+  auto fh = std::make_unique<FileHandle>();
+  fh->node = e->node;
+  fh->fd = std::move(fd);
+  fh->flags = flags;
+  fh->gen = e->node->data_gen.load();
+  return std::make_pair(e.take(), std::move(fh));
+}
+
+Result<struct statvfs> Overlay::statfs() {
+  struct statvfs sv {};
+  if (::fstatvfs(stack_.top()->root.get(), &sv) < 0) return Errno{errno};
+  return sv;
+}
+
+Result<std::string> Overlay::getxattr(uint64_t ino, const std::string& name) {
+  std::shared_lock lock(tree_mu_);
+  NodePtr n = inodes_.find(ino);
+  if (!n) return Errno{ESTALE};
+  const bool store = n->backing_layer()->in_store();
+  auto v = sys::get_xattr(n->backing_fd(), (store ? xattr_names::to_store(name) : name).c_str(),
+                          S_ISLNK(n->type));
+  if (!v && v.error() == ENOTSUP) return Errno{ENODATA};
+  return v;
+}
+
+Result<std::vector<std::string>> Overlay::listxattr(uint64_t ino) {
+  std::shared_lock lock(tree_mu_);
+  NodePtr n = inodes_.find(ino);
+  if (!n) return Errno{ESTALE};
+  auto names = sys::list_xattr(n->backing_fd(), S_ISLNK(n->type));
+  if (!names) {
+    if (names.error() == ENOTSUP) return std::vector<std::string>{};
+    return names;
+  }
+  if (!n->backing_layer()->in_store()) return names;
+  std::vector<std::string> out;
+  for (const auto& s : *names) {
+    if (auto u = xattr_names::from_store(s)) out.push_back(*u);
+  }
+  return out;
+}
+
+Status Overlay::setxattr(uint64_t ino, const std::string& name, const std::string& value,
+                         int flags) {
+  std::unique_lock lock(tree_mu_);
+  NodePtr n = inodes_.find(ino);
+  if (!n) return Errno{ESTALE};
+  COWFS_TRY(copy_up(*n));
+  return sys::set_xattr(n->backing_fd(), xattr_names::to_store(name).c_str(), value, flags,
+                        S_ISLNK(n->type));
+}
+
+Status Overlay::removexattr(uint64_t ino, const std::string& name) {
+  std::unique_lock lock(tree_mu_);
+  NodePtr n = inodes_.find(ino);
+  if (!n) return Errno{ESTALE};
+  // Removing an attribute the file does not have must not copy it up.
+  auto has = sys::get_xattr(n->backing_fd(),
+                            (n->backing_layer()->in_store() ? xattr_names::to_store(name) : name).c_str(),
+                            S_ISLNK(n->type));
+  if (!has) return Errno{has.error() == ENOTSUP ? ENODATA : has.error()};
+  COWFS_TRY(copy_up(*n));
+  return sys::remove_xattr(n->backing_fd(), xattr_names::to_store(name).c_str(),
+                           S_ISLNK(n->type));
+}
+
+Status Overlay::fsync_dir(uint64_t ino, bool datasync) {
+  std::shared_lock lock(tree_mu_);
+  auto dir = dir_node(ino);
+  if (!dir) return Errno{dir.error()};
+  const DirPart& part = (*dir)->parts.front();
+  if (!part.layer->writable()) return {};  // nothing of ours to sync
+  auto fd = sys::reopen(part.fd.get(), O_RDONLY | O_DIRECTORY);
+  if (!fd) return Errno{fd.error()};
+  return sys::fsync_fd(fd->get(), datasync);
+}
+
+}  // namespace cowfs

@@ -1,0 +1,369 @@
+// Overlay: operations that change names — creating, linking, deleting and
+// renaming entries — and the merged directory listing.
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
+
+#include <unordered_set>
+
+#include "cowfs/core/copy_up.h"
+#include "cowfs/core/overlay.h"
+#include "cowfs/sys/syscalls.h"
+
+namespace cowfs {
+namespace {
+
+unsigned char dtype_of(mode_t mode) { return static_cast<unsigned char>((mode & S_IFMT) >> 12); }
+
+}  // namespace
+
+// Creates an object called name in dir's top directory by calling make(dirfd,
+// name). Where a whiteout of a deleted lower name sits, the object is made in
+// work/ and swapped in atomically; a directory made there is opaque, so the
+// deleted directory's old content stays hidden.
+template <typename Make>
+static Status create_entry(Overlay& ov, int top, int work, const std::string& name,
+                           const std::string& tmp, bool is_dir, Make make,
+                           Status (Overlay::*place)(Node&, const std::string&, const std::string&),
+                           Node& dir, bool whiteout_present) {
+  if (!whiteout_present) return make(top, name.c_str());
+  COWFS_TRY(make(work, tmp.c_str()));
+  if (is_dir) {
+    auto fd = sys::open_at(work, tmp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    Status s = fd ? sys::set_xattr(fd->get(), kOpaqueXattr, "y", 0) : Status(Errno{fd.error()});
+    if (!s.ok()) {
+      (void)sys::unlink_at(work, tmp.c_str(), AT_REMOVEDIR);
+      return s;
+    }
+  }
+  Status s = (ov.*place)(dir, name, tmp);
+  if (!s.ok()) (void)sys::unlink_at(work, tmp.c_str(), is_dir ? AT_REMOVEDIR : 0);
+  return s;
+}
+
+Result<Entry> Overlay::mknod(uint64_t parent, const std::string& name, mode_t mode, dev_t rdev,
+                             const Caller& caller) {
+  if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  std::unique_lock lock(tree_mu_);
+  auto dir = dir_node(parent);
+  if (!dir) return Errno{dir.error()};
+  if (probe(**dir, name)) return Errno{EEXIST};
+  auto top = top_dir(**dir);
+  if (!top) return Errno{top.error()};
+  const bool wh = sys::stat_at(*top, name.c_str()).ok();
+  auto make = [&](int d, const char* n) {
+    if (S_ISREG(mode)) {
+      auto f = sys::open_at(d, n, O_WRONLY | O_CREAT | O_EXCL, mode & 07777);
+      return f ? Status() : Status(Errno{f.error()});
+    }
+    return sys::mknod_at(d, n, mode, rdev);
+  };
+  COWFS_TRY(create_entry(*this, *top, work_fd_, name, temp_name(), false, make, &Overlay::place,
+                         **dir, wh));
+  return finish_create(*dir, name, caller);
+}
+
+Result<Entry> Overlay::mkdir(uint64_t parent, const std::string& name, mode_t mode,
+                             const Caller& caller) {
+  if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  std::unique_lock lock(tree_mu_);
+  auto dir = dir_node(parent);
+  if (!dir) return Errno{dir.error()};
+  if (probe(**dir, name)) return Errno{EEXIST};
+  auto top = top_dir(**dir);
+  if (!top) return Errno{top.error()};
+  const bool wh = sys::stat_at(*top, name.c_str()).ok();
+  auto make = [&](int d, const char* n) { return sys::mkdir_at(d, n, mode & 07777); };
+  COWFS_TRY(create_entry(*this, *top, work_fd_, name, temp_name(), true, make, &Overlay::place,
+                         **dir, wh));
+  return finish_create(*dir, name, caller);
+}
+
+Result<Entry> Overlay::symlink(const std::string& target, uint64_t parent,
+                               const std::string& name, const Caller& caller) {
+  if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  std::unique_lock lock(tree_mu_);
+  auto dir = dir_node(parent);
+  if (!dir) return Errno{dir.error()};
+  if (probe(**dir, name)) return Errno{EEXIST};
+  auto top = top_dir(**dir);
+  if (!top) return Errno{top.error()};
+  const bool wh = sys::stat_at(*top, name.c_str()).ok();
+  auto make = [&](int d, const char* n) { return sys::symlink_at(target.c_str(), d, n); };
+  COWFS_TRY(create_entry(*this, *top, work_fd_, name, temp_name(), false, make, &Overlay::place,
+                         **dir, wh));
+  return finish_create(*dir, name, caller);
+}
+
+Result<Entry> Overlay::link(uint64_t ino, uint64_t newparent, const std::string& newname) {
+  if (newname.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  std::unique_lock lock(tree_mu_);
+  NodePtr n = inodes_.find(ino);
+  if (!n) return Errno{ESTALE};
+  if (n->is_dir()) return Errno{EPERM};
+  auto dir = dir_node(newparent);
+  if (!dir) return Errno{dir.error()};
+  if (probe(**dir, newname)) return Errno{EEXIST};
+  COWFS_TRY(copy_up(*n));
+  auto top = top_dir(**dir);
+  if (!top) return Errno{top.error()};
+  const bool wh = sys::stat_at(*top, newname.c_str()).ok();
+  const std::string src = sys::proc_path(n->fd.get());
+  auto make = [&](int d, const char* name) {
+    if (::linkat(AT_FDCWD, src.c_str(), d, name, AT_SYMLINK_FOLLOW) < 0) return Status(Errno{errno});
+    return Status();
+  };
+  COWFS_TRY(create_entry(*this, *top, work_fd_, newname, temp_name(), false, make,
+                         &Overlay::place, **dir, wh));
+  // The kernel expects the very inode it linked; symlinks carry no origin
+  // record, so do not look the new name up by identity.
+  n->unlinked = false;
+  if (!n->parent) {
+    n->parent = *dir;
+    n->name = newname;
+  }
+  inodes_.intern(n, true);
+  return entry_for(n);
+}
+
+Result<bool> Overlay::merged_empty(const Node& dir) {
+  auto listing = list_dir_locked(dir);
+  if (!listing) return Errno{listing.error()};
+  return listing->items.empty();
+}
+
+// Removes the whiteouts in dir's top part so the store directory can be
+// removed or replaced. Only called once the merged view is known empty.
+Status Overlay::make_merged_empty(Node& dir) {
+  if (dir.parts.front().layer != stack_.top()) return {};
+  int fd = dir.parts.front().fd.get();
+  auto entries = sys::read_dir(fd);
+  if (!entries) return Errno{entries.error()};
+  for (const auto& e : *entries) {
+    COWFS_TRY(sys::unlink_at(fd, e.name.c_str(), 0));
+  }
+  return {};
+}
+
+Status Overlay::unlink(uint64_t parent, const std::string& name) {
+  std::unique_lock lock(tree_mu_);
+  auto dir = dir_node(parent);
+  if (!dir) return Errno{dir.error()};
+  auto child = resolve(*dir, name, false);
+  if (!child) return Errno{child.error()};
+  NodePtr n = *child;
+  if (n->is_dir()) return Errno{EISDIR};
+  if (S_ISREG(n->type) && !n->layer->in_store()) {
+    auto st = sys::stat_fd(n->fd.get());
+    // Other lower names must keep seeing the file and its true link count.
+    if (st && st->st_nlink > 1) COWFS_TRY(copy_up(*n));
+  }
+  auto top = top_dir(**dir);
+  if (!top) return Errno{top.error()};
+  const bool in_top = sys::stat_at(*top, name.c_str()).ok();
+  const bool need_wh = lower_has(**dir, name);
+  if (in_top && need_wh) {
+    std::string tmp = temp_name();
+    COWFS_TRY(whiteouts_->make(work_fd_, tmp.c_str()));
+    Status s = sys::rename_at(work_fd_, tmp.c_str(), *top, name.c_str());
+    if (!s.ok()) {
+      (void)sys::unlink_at(work_fd_, tmp.c_str(), 0);
+      return s;
+    }
+  } else if (in_top) {
+    COWFS_TRY(sys::unlink_at(*top, name.c_str(), 0));
+  } else {
+    COWFS_TRY(whiteouts_->make(*top, name.c_str()));
+    if (n->lower_links > 0 && n->layer->in_store()) {
+      --n->lower_links;
+      (void)sys::set_xattr(n->fd.get(), kLowerLinksXattr, std::to_string(n->lower_links), 0);
+    }
+  }
+  auto st = stat_node(*n);
+  if (n->parent == *dir && n->name == name && (!st || st->st_nlink == 0 || !n->layer->in_store())) {
+    n->unlinked = true;
+    n->parent.reset();
+  }
+  return {};
+}
+
+Status Overlay::rmdir(uint64_t parent, const std::string& name) {
+  std::unique_lock lock(tree_mu_);
+  auto dir = dir_node(parent);
+  if (!dir) return Errno{dir.error()};
+  auto child = resolve(*dir, name, false);
+  if (!child) return Errno{child.error()};
+  NodePtr n = *child;
+  if (!n->is_dir()) return Errno{ENOTDIR};
+  auto empty = merged_empty(*n);
+  if (!empty) return Errno{empty.error()};
+  if (!*empty) return Errno{ENOTEMPTY};
+  auto top = top_dir(**dir);
+  if (!top) return Errno{top.error()};
+  const bool in_top = n->parts.front().layer == stack_.top();
+  const bool need_wh = lower_has(**dir, name);
+  if (in_top) {
+    COWFS_TRY(make_merged_empty(*n));
+    if (need_wh) {
+      std::string tmp = temp_name();
+      COWFS_TRY(whiteouts_->make(work_fd_, tmp.c_str()));
+      Status s = sys::rename_at(work_fd_, tmp.c_str(), *top, name.c_str(), RENAME_EXCHANGE);
+      if (s.ok()) s = sys::unlink_at(work_fd_, tmp.c_str(), AT_REMOVEDIR);
+      if (!s.ok()) return s;
+    } else {
+      COWFS_TRY(sys::unlink_at(*top, name.c_str(), AT_REMOVEDIR));
+    }
+  } else {
+    COWFS_TRY(whiteouts_->make(*top, name.c_str()));
+  }
+  n->unlinked = true;
+  n->parent.reset();
+  return {};
+}
+
+Status Overlay::set_redirect(Node& dir) {
+  // Only a directory whose content continues below needs a redirect, and
+  // only if it does not carry one already.
+  if (dir.parts.size() < 2 && dir.parts.front().layer == stack_.top()) return {};
+  auto top = top_dir(dir);
+  if (!top) return Errno{top.error()};
+  if (sys::get_xattr(*top, kRedirectXattr).ok()) return {};
+  if (dir.parts.size() < 2) return {};
+  const DirPart& below = dir.parts[1];
+  // Where the content lives in the first layer below the top, relative to
+  // that layer's root.
+  auto here = sys::readlink_at(AT_FDCWD, sys::proc_path(below.fd.get()).c_str());
+  auto root = sys::readlink_at(AT_FDCWD, sys::proc_path(below.layer->root.get()).c_str());
+  if (!here || !root) return Errno{EIO};
+  if (here->size() <= root->size() || here->compare(0, root->size(), *root) != 0) return Errno{EIO};
+  std::string rel = here->substr(root->size() + (*root == "/" ? 0 : 1));
+  return sys::set_xattr(*top, kRedirectXattr, rel, 0);
+}
+
+Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newparent,
+                       const std::string& newname, unsigned flags) {
+  if (newname.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Errno{EINVAL};
+  std::unique_lock lock(tree_mu_);
+  auto sdir = dir_node(parent);
+  if (!sdir) return Errno{sdir.error()};
+  auto ddir = dir_node(newparent);
+  if (!ddir) return Errno{ddir.error()};
+  auto src_r = resolve(*sdir, name, false);
+  if (!src_r) return Errno{src_r.error()};
+  NodePtr src = *src_r;
+  auto dst_r = resolve(*ddir, newname, false);
+  if (!dst_r && dst_r.error() != ENOENT) return Errno{dst_r.error()};
+  NodePtr dst = dst_r ? *dst_r : nullptr;
+
+  if (dst && (flags & RENAME_NOREPLACE)) return Errno{EEXIST};
+  if (!dst && (flags & RENAME_EXCHANGE)) return Errno{ENOENT};
+  if (dst == src) return {};
+  if (dst && !(flags & RENAME_EXCHANGE)) {
+    if (src->is_dir() && !dst->is_dir()) return Errno{ENOTDIR};
+    if (!src->is_dir() && dst->is_dir()) return Errno{EISDIR};
+    if (dst->is_dir()) {
+      auto empty = merged_empty(*dst);
+      if (!empty) return Errno{empty.error()};
+      if (!*empty) return Errno{ENOTEMPTY};
+    }
+  }
+
+  // Both ends must be real entries of the top layer.
+  auto prepare = [&](const NodePtr& n) -> Status {
+    if (!n->is_dir()) return copy_up(*n);
+    auto t = top_dir(*n);
+    if (!t) return Errno{t.error()};
+    return set_redirect(*n);
+  };
+  COWFS_TRY(prepare(src));
+  if (dst && (flags & RENAME_EXCHANGE)) COWFS_TRY(prepare(dst));
+  auto stop = top_dir(**sdir);
+  if (!stop) return Errno{stop.error()};
+  auto dtop = top_dir(**ddir);
+  if (!dtop) return Errno{dtop.error()};
+
+  // A directory with no content below that lands where a lower name was
+  // must hide what was there; one with a redirect already does.
+  auto needs_opaque = [&](const NodePtr& n, Node& to_dir, const std::string& to_name) {
+    return n->is_dir() && n->parts.size() == 1 && lower_has(to_dir, to_name);
+  };
+  auto mark_opaque = [&](const NodePtr& n) {
+    return sys::set_xattr(n->parts.front().fd.get(), kOpaqueXattr, "y", 0);
+  };
+
+  if (flags & RENAME_EXCHANGE) {
+    if (needs_opaque(src, **ddir, newname)) COWFS_TRY(mark_opaque(src));
+    if (needs_opaque(dst, **sdir, name)) COWFS_TRY(mark_opaque(dst));
+    COWFS_TRY(sys::rename_at(*stop, name.c_str(), *dtop, newname.c_str(), RENAME_EXCHANGE));
+    std::swap(src->parent, dst->parent);
+    std::swap(src->name, dst->name);
+    return {};
+  }
+
+  if (needs_opaque(src, **ddir, newname)) COWFS_TRY(mark_opaque(src));
+  const bool src_needs_wh = lower_has(**sdir, name);
+  auto dst_top = sys::stat_at(*dtop, newname.c_str());
+  if (dst_top && dst && dst->is_dir()) COWFS_TRY(make_merged_empty(*dst));
+  if (dst_top && S_ISDIR(src->type) && !S_ISDIR(dst_top->st_mode)) {
+    // Only a whiteout can be a non-directory under a directory's new name
+    // here; swapping it into the old name is exactly the whiteout needed there.
+    COWFS_TRY(sys::rename_at(*stop, name.c_str(), *dtop, newname.c_str(), RENAME_EXCHANGE));
+    if (!src_needs_wh) COWFS_TRY(sys::unlink_at(*stop, name.c_str(), 0));
+  } else {
+    COWFS_TRY(sys::rename_at(*stop, name.c_str(), *dtop, newname.c_str()));
+    if (src_needs_wh) COWFS_TRY(whiteouts_->make(*stop, name.c_str()));
+  }
+  if (dst) {
+    auto st = stat_node(*dst);
+    if (dst->is_dir() || !st || st->st_nlink == 0) {
+      dst->unlinked = true;
+      dst->parent.reset();
+    }
+  }
+  src->parent = *ddir;
+  src->name = newname;
+  return {};
+}
+
+Result<DirListing> Overlay::list_dir_locked(const Node& dir) const {
+  DirListing out;
+  std::unordered_set<std::string> seen;
+  for (const auto& part : dir.parts) {
+    auto entries = sys::read_dir(part.fd.get());
+    if (!entries) return Errno{entries.error()};
+    const bool store = part.layer->in_store();
+    for (auto& e : *entries) {
+      if (!seen.insert(e.name).second) continue;
+      unsigned char type = e.type;
+      struct stat st {};
+      if (type == DT_UNKNOWN) {
+        auto s = sys::stat_at(part.fd.get(), e.name.c_str());
+        if (!s) continue;
+        st = *s;
+        type = dtype_of(st.st_mode);
+      }
+      if (store && type == DT_REG && whiteouts_->is_whiteout_ino(e.ino)) continue;
+      st.st_ino = e.ino;
+      st.st_dev = part.layer->dev;
+      uint64_t ino = compose_ino(*part.layer, st);
+      if (store && (type == DT_REG || type == DT_DIR)) {
+        if (auto origin = sys::get_xattr_at(part.fd.get(), e.name.c_str(), kOriginXattr)) {
+          ino = std::strtoull(origin->c_str(), nullptr, 10);
+        }
+      }
+      out.items.push_back({std::move(e.name), ino, type});
+    }
+  }
+  return out;
+}
+
+Result<DirListing> Overlay::list_dir(uint64_t ino) {
+  std::shared_lock lock(tree_mu_);
+  auto dir = dir_node(ino);
+  if (!dir) return Errno{dir.error()};
+  return list_dir_locked(**dir);
+}
+
+}  // namespace cowfs

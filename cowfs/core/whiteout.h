@@ -1,0 +1,55 @@
+// Whiteouts and opaque directories: how a store layer records that a name
+// from a layer below is deleted, or that a directory hides what is below it.
+//
+// A whiteout is a hard link to one of the store's sentinel files
+// (STORE/whiteouts/w<N>). It is recognised by inode identity, never by name,
+// so any user file name — including ".wh.foo" — is just a name. Creating one
+// needs no privilege (unlike overlayfs' 0/0 character devices). When a
+// sentinel reaches the filesystem's link limit a new sentinel is added.
+//
+// An opaque directory carries the xattr kOpaqueXattr; a directory moved by
+// rename carries kRedirectXattr naming where its content lives in the layers
+// below. User xattrs in the "user.cowfs." namespace are stored escaped
+// (see xattr_names.h) so they never collide with these.
+//
+// Thread-safety: is_whiteout() may be called concurrently; make() takes an
+// internal lock.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_set>
+
+#include "cowfs/sys/result.h"
+
+namespace cowfs {
+
+inline constexpr const char* kOpaqueXattr = "user.cowfs.opaque";
+inline constexpr const char* kRedirectXattr = "user.cowfs.redirect";
+inline constexpr const char* kOriginXattr = "user.cowfs.origin";
+
+class Whiteouts {
+ public:
+  // Loads (or creates the first) sentinel in the store's whiteouts/ dir.
+  Status init(int whiteouts_dirfd, dev_t store_dev);
+
+  bool is_whiteout(const struct stat& st) const;
+  // For readdir: store layers share the store's device, so d_ino suffices.
+  bool is_whiteout_ino(ino_t ino) const;
+
+  // Creates a whiteout called name in dirfd (a store directory).
+  Status make(int dirfd, const char* name);
+
+ private:
+  Status add_sentinel();
+
+  int dirfd_ = -1;
+  dev_t dev_ = 0;
+  mutable std::shared_mutex mu_;
+  std::unordered_set<ino_t> inos_;  // GUARDED_BY(mu_)
+  int current_ = -1;                // GUARDED_BY(mu_); index of the sentinel in use
+};
+
+}  // namespace cowfs

@@ -1,0 +1,539 @@
+// The kernel adapter: one thin handler per FUSE low-level operation. Each
+// decodes the request, calls Overlay, and replies; errors are errnos, and an
+// exception never crosses into libfuse (handlers reply EIO or ENOMEM).
+//
+// This is the only file that includes <fuse_lowlevel.h>.
+#define FUSE_USE_VERSION 312
+
+#include <fuse_lowlevel.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <new>
+
+#include "cowfs/fuse/session.h"
+
+namespace cowfs {
+namespace {
+
+struct Context {
+  Overlay* overlay;
+  SessionConfig cfg;
+};
+
+Context& ctx(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
+Overlay& ov(fuse_req_t req) { return *ctx(req).overlay; }
+
+Caller caller_of(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return Caller{c->uid, c->gid};
+}
+
+// Runs a handler body; anything thrown becomes an errno reply.
+template <typename F>
+void guarded(fuse_req_t req, const char* op, F&& body) {
+  try {
+    body();
+  } catch (const std::bad_alloc&) {
+    fuse_reply_err(req, ENOMEM);
+  } catch (const std::exception& e) {
+    spdlog::error("{}: unexpected error: {}", op, e.what());
+    fuse_reply_err(req, EIO);
+  }
+}
+
+void reply_entry(fuse_req_t req, const Entry& e) {
+  fuse_entry_param p{};
+  p.ino = e.node->ino;
+  p.attr = e.attr;
+  p.attr_timeout = ctx(req).cfg.cache_timeout;
+  p.entry_timeout = ctx(req).cfg.cache_timeout;
+  if (fuse_reply_entry(req, &p) != 0) ov(req).forget(e.node->ino, 1);  // interrupted
+}
+
+template <typename R>
+void reply_entry_or_err(fuse_req_t req, R& r) {
+  if (!r) {
+    fuse_reply_err(req, r.error());
+    return;
+  }
+  reply_entry(req, *r);
+}
+
+FileHandle* handle(fuse_file_info* fi) {
+  return fi == nullptr ? nullptr : reinterpret_cast<FileHandle*>(fi->fh);
+}
+
+struct DirHandle {
+  DirListing listing;
+};
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  (void)userdata;
+  auto want = [conn](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  want(FUSE_CAP_SPLICE_WRITE);
+  want(FUSE_CAP_SPLICE_MOVE);
+  want(FUSE_CAP_ATOMIC_O_TRUNC);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_CACHE_SYMLINKS);
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  // Locks are kept by the kernel for this mount: every process that uses
+  // the data goes through it, so local POSIX and BSD locks are exact.
+  conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guarded(req, "lookup", [&] {
+    auto r = ov(req).lookup(parent, name);
+    if (!r && r.error() == ENOENT) {
+      // Negative entries may be cached: every change of the view goes
+      // through this mount, and the kernel drops them on create.
+      fuse_entry_param p{};
+      p.entry_timeout = ctx(req).cfg.cache_timeout;
+      fuse_reply_entry(req, &p);
+      return;
+    }
+    reply_entry_or_err(req, r);
+  });
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  ov(req).forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) ov(req).forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  (void)fi;
+  guarded(req, "getattr", [&] {
+    auto r = ov(req).getattr(ino);
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    fuse_reply_attr(req, &*r, ctx(req).cfg.cache_timeout);
+  });
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                fuse_file_info* fi) {
+  guarded(req, "setattr", [&] {
+    SetAttr a;
+    a.values = *attr;
+    a.mode = to_set & FUSE_SET_ATTR_MODE;
+    a.uid = to_set & FUSE_SET_ATTR_UID;
+    a.gid = to_set & FUSE_SET_ATTR_GID;
+    a.size = to_set & FUSE_SET_ATTR_SIZE;
+    a.atime = to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW);
+    a.mtime = to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
+    a.atime_now = to_set & FUSE_SET_ATTR_ATIME_NOW;
+    a.mtime_now = to_set & FUSE_SET_ATTR_MTIME_NOW;
+    auto r = ov(req).setattr(ino, a, handle(fi));
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    fuse_reply_attr(req, &*r, ctx(req).cfg.cache_timeout);
+  });
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  guarded(req, "readlink", [&] {
+    auto r = ov(req).readlink(ino);
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    fuse_reply_readlink(req, r->c_str());
+  });
+}
+
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  guarded(req, "mknod", [&] {
+    auto r = ov(req).mknod(parent, name, mode, rdev, caller_of(req));
+    reply_entry_or_err(req, r);
+  });
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  guarded(req, "mkdir", [&] {
+    auto r = ov(req).mkdir(parent, name, mode, caller_of(req));
+    reply_entry_or_err(req, r);
+  });
+}
+
+void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  guarded(req, "symlink", [&] {
+    auto r = ov(req).symlink(target, parent, name, caller_of(req));
+    reply_entry_or_err(req, r);
+  });
+}
+
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  guarded(req, "link", [&] {
+    auto r = ov(req).link(ino, newparent, newname);
+    reply_entry_or_err(req, r);
+  });
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guarded(req, "unlink", [&] { fuse_reply_err(req, ov(req).unlink(parent, name).error()); });
+}
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guarded(req, "rmdir", [&] { fuse_reply_err(req, ov(req).rmdir(parent, name).error()); });
+}
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+               const char* newname, unsigned int flags) {
+  guarded(req, "rename", [&] {
+    fuse_reply_err(req, ov(req).rename(parent, name, newparent, newname, flags).error());
+  });
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guarded(req, "open", [&] {
+    auto r = ov(req).open(ino, fi->flags);
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    fi->fh = reinterpret_cast<uint64_t>(r->release());
+    // Every change to file data passes through this mount, so cached pages
+    // stay valid across opens.
+    fi->keep_cache = 1;
+    if (fuse_reply_open(req, fi) != 0) delete handle(fi);
+  });
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+               fuse_file_info* fi) {
+  guarded(req, "create", [&] {
+    auto r = ov(req).create(parent, name, mode, fi->flags, caller_of(req));
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    fi->fh = reinterpret_cast<uint64_t>(r->second.release());
+    fi->keep_cache = 1;
+    fuse_entry_param p{};
+    p.ino = r->first.node->ino;
+    p.attr = r->first.attr;
+    p.attr_timeout = ctx(req).cfg.cache_timeout;
+    p.entry_timeout = ctx(req).cfg.cache_timeout;
+    if (fuse_reply_create(req, &p, fi) != 0) {
+      ov(req).forget(p.ino, 1);
+      delete handle(fi);
+    }
+  });
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  (void)ino;
+  guarded(req, "read", [&] {
+    auto fd = ov(req).io_fd(*handle(fi));
+    if (!fd) return (void)fuse_reply_err(req, fd.error());
+    fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+    buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buf.buf[0].fd = *fd;
+    buf.buf[0].pos = off;
+    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+  });
+}
+
+void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
+                  fuse_file_info* fi) {
+  (void)ino;
+  guarded(req, "write", [&] {
+    auto fd = ov(req).io_fd(*handle(fi));
+    if (!fd) return (void)fuse_reply_err(req, fd.error());
+    fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+    out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    out.buf[0].fd = *fd;
+    out.buf[0].pos = off;
+    ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+    if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
+    fuse_reply_write(req, static_cast<size_t>(n));
+  });
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  (void)ino;
+  (void)fi;
+  // Data goes straight to the backing file; there is nothing to push out.
+  fuse_reply_err(req, 0);
+}
+
+void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  (void)ino;
+  delete handle(fi);
+  fuse_reply_err(req, 0);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  (void)ino;
+  guarded(req, "fsync", [&] {
+    auto fd = ov(req).io_fd(*handle(fi));
+    if (!fd) return (void)fuse_reply_err(req, fd.error());
+    int r = datasync ? ::fdatasync(*fd) : ::fsync(*fd);
+    fuse_reply_err(req, r < 0 ? errno : 0);
+  });
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guarded(req, "opendir", [&] {
+    auto r = ov(req).list_dir(ino);
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    auto* h = new DirHandle{r.take()};
+    fi->fh = reinterpret_cast<uint64_t>(h);
+    fi->cache_readdir = 0;
+    if (fuse_reply_open(req, fi) != 0) delete h;
+  });
+}
+
+// Offsets: 1 and 2 are "." and "..", n + 3 is the item after listing[n].
+void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+                bool plus) {
+  guarded(req, plus ? "readdirplus" : "readdir", [&] {
+    auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+    std::string buf(size, '\0');
+    size_t used = 0;
+    auto add = [&](const char* name, const struct stat& st, off_t next,
+                   const fuse_entry_param* e) -> bool {
+      size_t need = plus ? fuse_add_direntry_plus(req, nullptr, 0, name, e, next)
+                         : fuse_add_direntry(req, nullptr, 0, name, &st, next);
+      if (used + need > size) return false;
+      if (plus) {
+        fuse_add_direntry_plus(req, buf.data() + used, size - used, name, e, next);
+      } else {
+        fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
+      }
+      used += need;
+      return true;
+    };
+    for (off_t o = off; o < 2; ++o) {
+      struct stat st {};
+      st.st_mode = S_IFDIR;
+      st.st_ino = o == 0 ? ino : FUSE_ROOT_ID;
+      fuse_entry_param e{};
+      e.attr = st;  // ino 0: the kernel does not take a reference
+      if (!add(o == 0 ? "." : "..", st, o + 1, &e)) break;
+      off = o + 1;
+    }
+    for (size_t i = off >= 2 ? static_cast<size_t>(off - 2) : 0; off >= 2 && i < h->listing.items.size(); ++i) {
+      const auto& item = h->listing.items[i];
+      const off_t next = static_cast<off_t>(i) + 3;
+      if (!plus) {
+        struct stat st {};
+        st.st_ino = item.ino;
+        st.st_mode = static_cast<mode_t>(item.type) << 12;
+        if (!add(item.name.c_str(), st, next, nullptr)) break;
+        continue;
+      }
+      auto r = ov(req).lookup(ino, item.name);
+      if (!r) continue;  // removed since opendir
+      fuse_entry_param e{};
+      e.ino = r->node->ino;
+      e.attr = r->attr;
+      e.attr_timeout = ctx(req).cfg.cache_timeout;
+      e.entry_timeout = ctx(req).cfg.cache_timeout;
+      if (!add(item.name.c_str(), e.attr, next, &e)) {
+        ov(req).forget(e.ino, 1);  // not sent: the kernel took no reference
+        break;
+      }
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  });
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, ino, size, off, fi, false);
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, ino, size, off, fi, true);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  (void)ino;
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  (void)fi;
+  guarded(req, "fsyncdir",
+          [&] { fuse_reply_err(req, ov(req).fsync_dir(ino, datasync != 0).error()); });
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t ino) {
+  (void)ino;
+  guarded(req, "statfs", [&] {
+    auto r = ov(req).statfs();
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    fuse_reply_statfs(req, &*r);
+  });
+}
+
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                 size_t size, int flags) {
+  guarded(req, "setxattr", [&] {
+    fuse_reply_err(req, ov(req).setxattr(ino, name, std::string(value, size), flags).error());
+  });
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  guarded(req, "getxattr", [&] {
+    auto r = ov(req).getxattr(ino, name);
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    if (size == 0) return (void)fuse_reply_xattr(req, r->size());
+    if (r->size() > size) return (void)fuse_reply_err(req, ERANGE);
+    fuse_reply_buf(req, r->data(), r->size());
+  });
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  guarded(req, "listxattr", [&] {
+    auto r = ov(req).listxattr(ino);
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    std::string all;
+    for (const auto& n : *r) {
+      all += n;
+      all += '\0';
+    }
+    if (size == 0) return (void)fuse_reply_xattr(req, all.size());
+    if (all.size() > size) return (void)fuse_reply_err(req, ERANGE);
+    fuse_reply_buf(req, all.data(), all.size());
+  });
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  guarded(req, "removexattr",
+          [&] { fuse_reply_err(req, ov(req).removexattr(ino, name).error()); });
+}
+
+void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                  fuse_file_info* fi) {
+  (void)ino;
+  guarded(req, "fallocate", [&] {
+    auto fd = ov(req).io_fd(*handle(fi));
+    if (!fd) return (void)fuse_reply_err(req, fd.error());
+    int r = ::fallocate(*fd, mode, offset, length);
+    fuse_reply_err(req, r < 0 ? errno : 0);
+  });
+}
+
+void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  (void)ino;
+  guarded(req, "lseek", [&] {
+    auto fd = ov(req).io_fd(*handle(fi));
+    if (!fd) return (void)fuse_reply_err(req, fd.error());
+    off_t r = ::lseek(*fd, off, whence);
+    if (r < 0) return (void)fuse_reply_err(req, errno);
+    fuse_reply_lseek(req, r);
+  });
+}
+
+void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
+                        fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
+                        int flags) {
+  (void)ino_in;
+  (void)ino_out;
+  guarded(req, "copy_file_range", [&] {
+    auto in = ov(req).io_fd(*handle(fi_in));
+    if (!in) return (void)fuse_reply_err(req, in.error());
+    auto out = ov(req).io_fd(*handle(fi_out));
+    if (!out) return (void)fuse_reply_err(req, out.error());
+    loff_t oi = off_in, oo = off_out;
+    ssize_t n = ::copy_file_range(*in, &oi, *out, &oo, len, static_cast<unsigned>(flags));
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    fuse_reply_write(req, static_cast<size_t>(n));
+  });
+}
+
+fuse_lowlevel_ops make_ops() {
+  fuse_lowlevel_ops ops{};
+  ops.init = op_init;
+  ops.lookup = op_lookup;
+  ops.forget = op_forget;
+  ops.forget_multi = op_forget_multi;
+  ops.getattr = op_getattr;
+  ops.setattr = op_setattr;
+  ops.readlink = op_readlink;
+  ops.mknod = op_mknod;
+  ops.mkdir = op_mkdir;
+  ops.symlink = op_symlink;
+  ops.link = op_link;
+  ops.unlink = op_unlink;
+  ops.rmdir = op_rmdir;
+  ops.rename = op_rename;
+  ops.open = op_open;
+  ops.create = op_create;
+  ops.read = op_read;
+  ops.write_buf = op_write_buf;
+  ops.flush = op_flush;
+  ops.release = op_release;
+  ops.fsync = op_fsync;
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.readdirplus = op_readdirplus;
+  ops.releasedir = op_releasedir;
+  ops.fsyncdir = op_fsyncdir;
+  ops.statfs = op_statfs;
+  ops.setxattr = op_setxattr;
+  ops.getxattr = op_getxattr;
+  ops.listxattr = op_listxattr;
+  ops.removexattr = op_removexattr;
+  ops.fallocate = op_fallocate;
+  ops.lseek = op_lseek;
+  ops.copy_file_range = op_copy_file_range;
+  return ops;
+}
+
+// libfuse's option syntax treats ',' and '\' specially.
+std::string escape_option(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+int run_session(Overlay& overlay, const SessionConfig& cfg, const std::function<void()>& on_mounted,
+                std::string* error) {
+  Context context{&overlay, cfg};
+  std::string opts = "default_permissions,fsname=" + escape_option(cfg.fsname) + ",subtype=cowfs";
+  if (cfg.allow_other) opts += ",allow_other";
+  const char* argv[] = {"cowfs", "-o", opts.c_str()};
+  fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
+  fuse_lowlevel_ops ops = make_ops();
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &context);
+  if (se == nullptr) {
+    *error = "cannot create the FUSE session (see the log)";
+    return EINVAL;
+  }
+  if (fuse_set_signal_handlers(se) != 0) {
+    fuse_session_destroy(se);
+    *error = "cannot install signal handlers";
+    return EINVAL;
+  }
+  if (fuse_session_mount(se, cfg.mountpoint.c_str()) != 0) {
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    *error = "cannot mount on " + cfg.mountpoint +
+             " (is /dev/fuse usable and fusermount3 installed?)";
+    return EIO;
+  }
+  on_mounted();
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(loop, 1);
+  fuse_loop_cfg_set_idle_threads(loop, 8);
+  int r = fuse_session_loop_mt(se, loop);
+  fuse_loop_cfg_destroy(loop);
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  return r < 0 ? -r : 0;
+}
+
+}  // namespace cowfs

@@ -1,0 +1,26 @@
+// Serving an Overlay on a FUSE mount. The only interface between main and
+// the kernel adapter in ops.cc.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "cowfs/core/overlay.h"
+
+namespace cowfs {
+
+struct SessionConfig {
+  std::string mountpoint;
+  std::string fsname;       // shown as the mount's source (the store path)
+  bool allow_nonempty = false;
+  bool allow_other = false;  // let other users in (kernel checks permissions)
+  double cache_timeout = 86400.0;
+};
+
+// Mounts, calls on_mounted once the kernel accepted the mount, serves
+// requests until unmounted or signalled, then unmounts. Returns 0 on a clean
+// end, otherwise an errno-like code; mount failures are described in *error.
+int run_session(Overlay& overlay, const SessionConfig& cfg, const std::function<void()>& on_mounted,
+                std::string* error);
+
+}  // namespace cowfs

@@ -1,0 +1,68 @@
+// The only place cowfs makes raw syscalls. Each wrapper returns the errno
+// captured right after the call, so nothing reads errno two lines later.
+//
+// Files are always addressed relative to a directory fd: full paths are
+// never built, which keeps paths up to PATH_MAX working.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cowfs/sys/result.h"
+#include "cowfs/sys/unique_fd.h"
+
+namespace cowfs::sys {
+
+Result<UniqueFd> open_at(int dirfd, const char* name, int flags, mode_t mode = 0);
+// Reopens an O_PATH fd with real access flags through /proc/self/fd.
+Result<UniqueFd> reopen(int path_fd, int flags);
+Result<struct stat> stat_at(int dirfd, const char* name, int flags = AT_SYMLINK_NOFOLLOW);
+Result<struct stat> stat_fd(int fd);
+Status mkdir_at(int dirfd, const char* name, mode_t mode);
+Status mknod_at(int dirfd, const char* name, mode_t mode, dev_t dev);
+Status symlink_at(const char* target, int dirfd, const char* name);
+Result<std::string> readlink_at(int dirfd, const char* name);
+Status unlink_at(int dirfd, const char* name, int flags);
+Status rename_at(int olddir, const char* oldname, int newdir, const char* newname,
+                 unsigned flags = 0);
+Status link_at(int olddir, const char* oldname, int newdir, const char* newname, int flags);
+Status fsync_fd(int fd, bool datasync = false);
+
+// Metadata changes on an O_PATH fd (via /proc/self/fd, never following a
+// symlink that the fd itself names).
+Status chmod_fd(int path_fd, mode_t mode);
+Status chown_fd(int path_fd, uid_t uid, gid_t gid);
+Status utimens_fd(int path_fd, const struct timespec times[2]);
+Status truncate_fd(int fd, off_t size);
+
+// Extended attributes of the inode an fd (O_PATH allowed) refers to.
+// is_symlink picks the l* variants: user xattrs do not exist on symlinks.
+Result<std::string> get_xattr(int path_fd, const char* name, bool is_symlink = false);
+Status set_xattr(int path_fd, const char* name, std::string_view value, int flags,
+                 bool is_symlink = false);
+Result<std::vector<std::string>> list_xattr(int path_fd, bool is_symlink = false);
+Status remove_xattr(int path_fd, const char* name, bool is_symlink = false);
+
+std::string proc_path(int fd);
+
+// lgetxattr of dirfd/name without opening it.
+Result<std::string> get_xattr_at(int dirfd, const char* name, const char* xname);
+
+// Opens rel below root_fd as O_PATH directory, never leaving root_fd and
+// never following a symlink (for redirects stored in the store).
+Result<UniqueFd> open_dir_beneath(int root_fd, const char* rel);
+
+struct DirEntry {
+  std::string name;
+  ino_t ino;
+  unsigned char type;
+};
+// All entries except "." and "..", read from a fresh descriptor of dirfd.
+Result<std::vector<DirEntry>> read_dir(int dirfd);
+
+}  // namespace cowfs::sys

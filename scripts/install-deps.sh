@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building, testing and demoing rehearse needs on Debian 12.
+# Harmless when everything is present: it only calls apt-get for what is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libfuse3-dev fuse3
+  libcli11-dev libspdlog-dev libfmt-dev libsqlite3-dev sqlite3
+  libgtest-dev libgmock-dev libtomlplusplus-dev
+  attr rsync util-linux procps psmisc coreutils findutils
+  sshfs openssh-server openssh-client
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+  if ! command -v sudo >/dev/null; then
+    echo "install-deps: missing packages (${missing[*]}) and not root; rerun as root or install them" >&2
+    exit 1
+  fi
+  sudo=sudo
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,200 @@
+#include <sys/xattr.h>
+
+#include <cstring>
+
+#include "tests/cowfs/overlay_fixture.h"
+
+namespace cowfs::testing {
+namespace {
+
+TEST_F(OverlayTest, ReadsLowerWithoutCopyingUp) {
+  write_lower("a/b.txt", "hello");
+  mount();
+  EXPECT_EQ(read("a/b.txt"), "hello");
+  EXPECT_TRUE(std::filesystem::is_empty(store_->path() + "/layers/" +
+                                        store_->records().back().id + "/tree"));
+}
+
+TEST_F(OverlayTest, WriteCopiesUpAndKeepsInodeNumber) {
+  write_lower("a/b.txt", "hello world");
+  mount();
+  auto before = overlay_->getattr(*walk("a/b.txt"));
+  ASSERT_TRUE(before);
+  write("a/b.txt", "HELLO");
+  EXPECT_EQ(read("a/b.txt"), "HELLO world");
+  EXPECT_EQ(lower_content("a/b.txt"), "hello world");
+  auto after = overlay_->getattr(*walk("a/b.txt"));
+  EXPECT_EQ(before->st_ino, after->st_ino);
+  mount();  // remount
+  auto remounted = overlay_->getattr(*walk("a/b.txt"));
+  EXPECT_EQ(before->st_ino, remounted->st_ino);
+  EXPECT_EQ(read("a/b.txt"), "HELLO world");
+}
+
+TEST_F(OverlayTest, UnlinkOfLowerNameLeavesWhiteout) {
+  write_lower("d/x", "1");
+  write_lower("d/y", "2");
+  mount();
+  ASSERT_TRUE(overlay_->unlink(dir("d"), "x").ok());
+  EXPECT_EQ(walk("d/x").error(), ENOENT);
+  EXPECT_EQ(list("d"), std::vector<std::string>{"y"});
+  mount();
+  EXPECT_EQ(walk("d/x").error(), ENOENT);
+  EXPECT_EQ(lower_content("d/x"), "1");
+}
+
+TEST_F(OverlayTest, NamesLikeMarkersAreOrdinaryNames) {
+  write_lower("d/x", "1");
+  mount();
+  for (const char* name : {".wh.x", ".wh..wh..opq", ".wh..opq"}) {
+    auto c = overlay_->create(dir("d"), name, 0644, O_RDWR, me_);
+    ASSERT_TRUE(c) << name;
+  }
+  EXPECT_EQ(list("d"), (std::vector<std::string>{".wh..opq", ".wh..wh..opq", ".wh.x", "x"}));
+  EXPECT_EQ(read("d/x"), "1");
+  ASSERT_TRUE(overlay_->unlink(dir("d"), ".wh.x").ok());
+  EXPECT_EQ(read("d/x"), "1");
+}
+
+TEST_F(OverlayTest, DirectoryRecreatedOverDeletedOneIsOpaque) {
+  write_lower("d/old", "1");
+  mount();
+  ASSERT_TRUE(overlay_->unlink(dir("d"), "old").ok());
+  ASSERT_TRUE(overlay_->rmdir(kRootIno, "d").ok());
+  ASSERT_TRUE(overlay_->mkdir(kRootIno, "d", 0755, me_));
+  EXPECT_TRUE(list("d").empty());
+  mount();
+  EXPECT_TRUE(list("d").empty());
+}
+
+TEST_F(OverlayTest, RmdirOfNonEmptyMergedDirectoryFails) {
+  write_lower("d/x", "1");
+  mount();
+  EXPECT_EQ(overlay_->rmdir(kRootIno, "d").error(), ENOTEMPTY);
+}
+
+TEST_F(OverlayTest, RenamedLowerDirectoryKeepsItsContent) {
+  write_lower("d/sub/x", "deep");
+  write_lower("d/y", "y");
+  mount();
+  auto ino = *walk("d");
+  ASSERT_TRUE(overlay_->rename(kRootIno, "d", kRootIno, "e", 0).ok());
+  EXPECT_EQ(walk("d").error(), ENOENT);
+  EXPECT_EQ(read("e/sub/x"), "deep");
+  EXPECT_EQ(list("e"), (std::vector<std::string>{"sub", "y"}));
+  mount();
+  EXPECT_EQ(walk("d").error(), ENOENT);
+  EXPECT_EQ(read("e/sub/x"), "deep");
+  EXPECT_EQ(*walk("e"), ino);
+  // A rename back, and a new directory under the old name, stay apart.
+  ASSERT_TRUE(overlay_->mkdir(kRootIno, "d", 0755, me_));
+  EXPECT_TRUE(list("d").empty());
+}
+
+TEST_F(OverlayTest, RenameOntoPopulatedDirectoryFails) {
+  write_lower("a/x", "1");
+  write_lower("b/y", "2");
+  mount();
+  EXPECT_EQ(overlay_->rename(kRootIno, "a", kRootIno, "b", 0).error(), ENOTEMPTY);
+}
+
+TEST_F(OverlayTest, RenameNoReplaceAndExchange) {
+  write_lower("a", "A");
+  write_lower("b", "B");
+  mount();
+  EXPECT_EQ(overlay_->rename(kRootIno, "a", kRootIno, "b", RENAME_NOREPLACE).error(), EEXIST);
+  ASSERT_TRUE(overlay_->rename(kRootIno, "a", kRootIno, "b", RENAME_EXCHANGE).ok());
+  EXPECT_EQ(read("a"), "B");
+  EXPECT_EQ(read("b"), "A");
+  mount();
+  EXPECT_EQ(read("a"), "B");
+  EXPECT_EQ(read("b"), "A");
+}
+
+TEST_F(OverlayTest, RenameFileOverLowerFileHidesIt) {
+  write_lower("a", "A");
+  write_lower("b", "B");
+  mount();
+  ASSERT_TRUE(overlay_->rename(kRootIno, "a", kRootIno, "b", 0).ok());
+  EXPECT_EQ(read("b"), "A");
+  EXPECT_EQ(walk("a").error(), ENOENT);
+  EXPECT_EQ(list(""), std::vector<std::string>{"b"});
+}
+
+TEST_F(OverlayTest, HardLinksStayLinkedThroughCopyUpAndRemount) {
+  write_lower("one", "shared");
+  ASSERT_EQ(::link((lower_ + "/one").c_str(), (lower_ + "/two").c_str()), 0);
+  mount();
+  EXPECT_EQ(*walk("one"), *walk("two"));
+  write("one", "SHARED");
+  EXPECT_EQ(read("two"), "SHARED");
+  EXPECT_EQ(overlay_->getattr(*walk("two"))->st_nlink, 2u);
+  mount();
+  EXPECT_EQ(read("two"), "SHARED");
+  EXPECT_EQ(*walk("one"), *walk("two"));
+  EXPECT_EQ(overlay_->getattr(*walk("one"))->st_nlink, 2u);
+  ASSERT_TRUE(overlay_->unlink(kRootIno, "two").ok());
+  EXPECT_EQ(overlay_->getattr(*walk("one"))->st_nlink, 1u);
+  EXPECT_EQ(lower_content("two"), "shared");
+}
+
+TEST_F(OverlayTest, OpenUnlinkedFileReportsNoLinks) {
+  write_lower("f", "data");
+  mount();
+  auto ino = *walk("f");
+  auto fh = overlay_->open(ino, O_RDONLY);
+  ASSERT_TRUE(fh);
+  ASSERT_TRUE(overlay_->unlink(kRootIno, "f").ok());
+  EXPECT_EQ(overlay_->getattr(ino)->st_nlink, 0u);
+  char buf[4];
+  EXPECT_EQ(::pread(*overlay_->io_fd(**fh), buf, 4, 0), 4);
+}
+
+TEST_F(OverlayTest, UserXattrsInOurNamespaceAreEscaped) {
+  write_lower("d/x", "1");
+  mount();
+  ASSERT_TRUE(overlay_->setxattr(dir("d"), "user.cowfs.opaque", "y", 0).ok());
+  EXPECT_EQ(list("d"), std::vector<std::string>{"x"});  // not taken as a marker
+  auto names = overlay_->listxattr(dir("d"));
+  ASSERT_TRUE(names);
+  EXPECT_EQ(*names, std::vector<std::string>{"user.cowfs.opaque"});
+  EXPECT_EQ(*overlay_->getxattr(dir("d"), "user.cowfs.opaque"), "y");
+  EXPECT_EQ(overlay_->getxattr(dir("d"), "user.cowfs.origin").error(), ENODATA);
+}
+
+TEST_F(OverlayTest, NameTooLong) {
+  mount();
+  std::string name(256, 'n');
+  EXPECT_EQ(overlay_->lookup(kRootIno, name).error(), ENAMETOOLONG);
+  EXPECT_EQ(overlay_->mkdir(kRootIno, name, 0755, me_).error(), ENAMETOOLONG);
+  EXPECT_TRUE(overlay_->mkdir(kRootIno, std::string(255, 'n'), 0755, me_));
+}
+
+TEST_F(OverlayTest, MetadataChangeKeepsDataAndLowerIntact) {
+  write_lower("f", "data");
+  mount();
+  SetAttr a;
+  a.mode = true;
+  a.values.st_mode = 0600;
+  ASSERT_TRUE(overlay_->setattr(*walk("f"), a, nullptr));
+  EXPECT_EQ(overlay_->getattr(*walk("f"))->st_mode & 07777, 0600u);
+  EXPECT_EQ(read("f"), "data");
+  struct stat st {};
+  ::stat((lower_ + "/f").c_str(), &st);
+  EXPECT_NE(st.st_mode & 07777, 0600u);
+}
+
+TEST_F(OverlayTest, DeleteThenRecreateShowsNoOldBytes) {
+  write_lower("f", "old content that is long");
+  mount();
+  ASSERT_TRUE(overlay_->unlink(kRootIno, "f").ok());
+  auto c = overlay_->create(kRootIno, "f", 0644, O_RDWR, me_);
+  ASSERT_TRUE(c);
+  ASSERT_EQ(::pwrite(c->second->fd.get(), "new", 3, 0), 3);
+  EXPECT_EQ(read("f"), "new");
+  mount();
+  EXPECT_EQ(read("f"), "new");
+}
+
+}  // namespace
+}  // namespace cowfs::testing
