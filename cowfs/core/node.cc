@@ -45,6 +45,14 @@ void InodeTable::forget(uint64_t ino, uint64_t n) {
   if (it->second->nlookup.fetch_sub(n) <= n) nodes_.erase(it);
 }
 
+std::vector<NodePtr> InodeTable::snapshot() const {
+  std::lock_guard lock(mu_);
+  std::vector<NodePtr> out;
+  out.reserve(nodes_.size());
+  for (const auto& [ino, n] : nodes_) out.push_back(n);
+  return out;
+}
+
 size_t InodeTable::size() const {
   std::lock_guard lock(mu_);
   return nodes_.size();

@@ -95,6 +95,7 @@ class InodeTable {
   NodePtr intern(NodePtr fresh, bool count);
   void forget(uint64_t ino, uint64_t n);
   size_t size() const;
+  std::vector<NodePtr> snapshot() const;
 
  private:
   mutable std::mutex mu_;

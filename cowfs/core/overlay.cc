@@ -133,7 +133,8 @@ Result<Overlay::Probe> Overlay::probe(const Node& dir, const std::string& name) 
       p.ino = identity(*part.layer, fd->get(), *st);
     }
     size_t li = 0;
-    while (stack_.layers[li] != part.layer) ++li;
+    while (li < stack_.size() && stack_.layers[li]->id != part.layer->id) ++li;
+    if (li == stack_.size()) continue;  // a part left over from an older stack
     bool stop = false;
     collect_dir_parts(stack_, li, fd.take(), p.parts, stop);
     if (stop) break;
@@ -185,7 +186,7 @@ Result<struct stat> Overlay::stat_node(const Node& n) const {
     if (n.lower_links >= 0 && n.layer->in_store()) {
       st->st_nlink = st->st_nlink - 1 + static_cast<nlink_t>(n.lower_links);
     }
-    if (n.unlinked && !n.layer->writable()) st->st_nlink = 0;
+    if (n.unlinked && n.layer != stack_.top()) st->st_nlink = 0;
   }
   return st;
 }
@@ -233,10 +234,10 @@ Result<struct stat> Overlay::setattr(uint64_t ino, const SetAttr& a, FileHandle*
   }
   if (a.size) {
     if (n->is_dir()) return Errno{EISDIR};
-    if (fh != nullptr && fh->writable()) {
-      auto io = io_fd(*fh);
-      if (!io) return Errno{io.error()};
-      COWFS_TRY(sys::truncate_fd(*io, a.values.st_size));
+    if (fh != nullptr && fh->writable() && fh->gen_ == n->data_gen.load() &&
+        fh->stack_gen_ == stack_gen_.load()) {
+      // The handle's own fd: ftruncate must work whatever the file's mode.
+      COWFS_TRY(sys::truncate_fd(fh->fd(), a.values.st_size));
     } else {
       auto w = sys::reopen(fd, O_WRONLY);
       if (!w) return Errno{w.error()};
@@ -270,35 +271,82 @@ Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
   auto fh = std::make_unique<FileHandle>();
   fh->node = n;
   fh->flags = flags;
-  int open_flags = flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
+  const int open_flags = flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
   if (writes) {
     std::unique_lock lock(tree_mu_);
     COWFS_TRY(copy_up(*n, !(flags & O_TRUNC)));
     auto fd = sys::reopen(n->fd.get(), open_flags);
     if (!fd) return Errno{fd.error()};
-    fh->fd = fd.take();
-    fh->gen = n->data_gen.load();
+    fh->set_fd(fd.take());
+    fh->gen_ = n->data_gen.load();
+    fh->stack_gen_ = stack_gen_.load();
+    register_handle(fh.get());
   } else {
     std::shared_lock lock(tree_mu_);
     auto fd = sys::reopen(n->fd.get(), open_flags);
     if (!fd) return Errno{fd.error()};
-    fh->fd = fd.take();
-    fh->gen = n->data_gen.load();
+    fh->set_fd(fd.take());
+    fh->gen_ = n->data_gen.load();
+    fh->stack_gen_ = stack_gen_.load();
   }
   return fh;
 }
 
+void Overlay::register_handle(FileHandle* fh) {
+  if (!fh->writable()) return;
+  std::lock_guard lock(handles_mu_);
+  writers_.insert(fh);
+}
+
+void Overlay::release(FileHandle* fh) {
+  if (fh->writable()) {
+    std::lock_guard lock(handles_mu_);
+    writers_.erase(fh);
+  }
+}
+
+Result<int> Overlay::reopen_handle(FileHandle& fh) {
+  std::lock_guard hl(fh.mu_);
+  if (fh.gen_ == fh.node->data_gen.load() && fh.stack_gen_ == stack_gen_.load()) return fh.fd();
+  const int flags = fh.flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC);
+  if (fh.writable()) {
+    // The stack changed under an open writer (a checkpoint): its next write
+    // goes to the new top, never into the now frozen layer.
+    std::unique_lock lock(tree_mu_);
+    COWFS_TRY(copy_up(*fh.node));
+    auto fd = sys::reopen(fh.node->fd.get(), flags);
+    if (!fd) return Errno{fd.error()};
+    fh.current_.store(fd->get(), std::memory_order_release);
+    fh.fds_.push_back(fd.take());
+  } else {
+    // Follow a copy-up made through another handle, so this reader sees
+    // what was written there.
+    std::shared_lock lock(tree_mu_);
+    auto fd = sys::reopen(fh.node->fd.get(), flags);
+    if (!fd) return Errno{fd.error()};
+    fh.current_.store(fd->get(), std::memory_order_release);
+    fh.fds_.push_back(fd.take());
+  }
+  fh.gen_ = fh.node->data_gen.load();
+  fh.stack_gen_ = stack_gen_.load();
+  return fh.fd();
+}
+
 Result<int> Overlay::io_fd(FileHandle& fh) {
-  if (fh.gen == fh.node->data_gen.load(std::memory_order_acquire)) return fh.fd.get();
-  // The file was copied up after this handle was opened: follow it, so a
-  // reader sees what writers through other handles wrote.
-  std::shared_lock lock(tree_mu_);
-  int flags = fh.flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC);
-  auto fd = sys::reopen(fh.node->fd.get(), flags);
+  if (fh.gen_.load(std::memory_order_acquire) ==
+          fh.node->data_gen.load(std::memory_order_acquire) &&
+      fh.stack_gen_.load(std::memory_order_acquire) ==
+          stack_gen_.load(std::memory_order_acquire)) {
+    return fh.fd();
+  }
+  return reopen_handle(fh);
+}
+
+Result<WriteLease> Overlay::write_lease(FileHandle& fh) {
+  std::shared_lock lock(io_mu_);
+  auto fd = io_fd(fh);
   if (!fd) return Errno{fd.error()};
-  fh.fd = fd.take();
-  fh.gen = fh.node->data_gen.load();
-  return fh.fd.get();
+  return WriteLease{*fd, std::move(lock)};
 }
 
 Result<struct stat> Overlay::top_entry(Node& dir, const std::string& name) {
@@ -386,9 +434,11 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Overlay::create(uint64_t p
   if (!e) return Errno{e.error()};
   auto fh = std::make_unique<FileHandle>();
   fh->node = e->node;
-  fh->fd = std::move(fd);
   fh->flags = flags;
-  fh->gen = e->node->data_gen.load();
+  fh->set_fd(std::move(fd));
+  fh->gen_ = e->node->data_gen.load();
+  fh->stack_gen_ = stack_gen_.load();
+  register_handle(fh.get());
   return std::make_pair(e.take(), std::move(fh));
 }
 
@@ -455,7 +505,7 @@ Status Overlay::fsync_dir(uint64_t ino, bool datasync) {
   auto dir = dir_node(ino);
   if (!dir) return Errno{dir.error()};
   const DirPart& part = (*dir)->parts.front();
-  if (!part.layer->writable()) return {};  // nothing of ours to sync
+  if (part.layer != stack_.top()) return {};  // nothing of ours to sync
   auto fd = sys::reopen(part.fd.get(), O_RDONLY | O_DIRECTORY);
   if (!fd) return Errno{fd.error()};
   return sys::fsync_fd(fd->get(), datasync);

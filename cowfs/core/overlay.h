@@ -22,7 +22,11 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <mutex>
+#include <unordered_set>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -60,14 +64,61 @@ struct DirListing {
   std::vector<Item> items;
 };
 
-// An open file. The fd is on the file's current backing (a lower file only
-// while the handle does not write).
+// An open file. Its fd is on the file's current backing (a lower file only
+// while the handle does not write). When the backing changes (copy-up by
+// another handle, a checkpoint) the handle reopens; superseded fds stay open
+// until release, so a racing I/O never uses a closed or reused number.
 struct FileHandle {
   NodePtr node;
-  UniqueFd fd;
   int flags = 0;
-  uint64_t gen = 0;
+  pid_t pid = 0;
   bool writable() const { return (flags & O_ACCMODE) != O_RDONLY; }
+
+  int fd() const { return current_.load(std::memory_order_acquire); }
+  void set_fd(UniqueFd fd) {
+    std::lock_guard lock(mu_);
+    current_.store(fd.get(), std::memory_order_release);
+    fds_.push_back(std::move(fd));
+  }
+
+ private:
+  friend class Overlay;
+  std::atomic<int> current_{-1};
+  std::atomic<uint64_t> gen_{0};        // node->data_gen when opened
+  std::atomic<uint64_t> stack_gen_{0};  // Overlay's stack generation when opened
+  std::mutex mu_;                       // serialises reopening
+  std::vector<UniqueFd> fds_;           // GUARDED_BY(mu_)
+};
+
+// Kernel caches to drop after the view changed under the kernel (rewind,
+// reset). Implemented by the FUSE adapter.
+class KernelCache {
+ public:
+  virtual ~KernelCache() = default;
+  virtual void invalidate_entry(uint64_t parent, const std::string& name) = 0;
+  virtual void invalidate_inode(uint64_t ino) = 0;
+};
+
+struct Invalidations {
+  std::vector<std::pair<uint64_t, std::string>> entries;
+  std::vector<uint64_t> inodes;
+  void send(KernelCache& kc) const {
+    for (const auto& [parent, name] : entries) kc.invalidate_entry(parent, name);
+    for (uint64_t ino : inodes) kc.invalidate_inode(ino);
+  }
+};
+
+// The outcome of an on-disk layer command, for Overlay::change_stack.
+struct StackChange {
+  LayerStack stack;                  // the new stack
+  std::vector<std::string> dropped;  // ids of layers that left it
+  bool view_changed = false;         // rewind and reset change what is seen
+};
+
+// A write in progress: stack changes wait until it is done.
+struct WriteLease {
+  int fd;
+  std::shared_lock<std::shared_mutex> lock;
 };
 
 class Overlay {
@@ -108,9 +159,26 @@ class Overlay {
                                                               const std::string& name,
                                                               mode_t mode, int flags,
                                                               const Caller& caller);
-  // The fd that serves I/O of fh now (reopened if the file was copied up
-  // since the handle was opened).
+  // The fd that serves reads of fh now (reopened if the file was copied up
+  // or the stack changed since the handle was opened).
   Result<int> io_fd(FileHandle& fh);
+  // The fd for a write through fh, held steady until the lease is dropped:
+  // a checkpoint waits for it, and a write after a checkpoint copies the
+  // file up into the new top first.
+  Result<WriteLease> write_lease(FileHandle& fh);
+  // Forgets an open handle (FUSE release).
+  void release(FileHandle* fh);
+
+  // Pauses all I/O and namespace changes, runs change() — the on-disk part,
+  // which returns the new stack and may throw — installs that stack,
+  // re-resolves the nodes it affects and returns what the kernel must drop
+  // (send it after this returns: the kernel may call back into us).
+  Invalidations change_stack(const std::function<StackChange()>& change);
+  // Only inside change_stack's callback: the open writable files whose data
+  // lives in one of the given layers, as "path (pid N)".
+  std::vector<std::string> writers_in_locked(const std::vector<std::string>& layer_ids) const;
+  // The path of a node from the root, for messages.
+  std::string path_of(const Node& node) const;
 
   Result<DirListing> list_dir(uint64_t ino);
   Status fsync_dir(uint64_t ino, bool datasync);
@@ -152,6 +220,10 @@ class Overlay {
   Result<Entry> finish_create(const NodePtr& parent, const std::string& name,
                               const Caller& caller);
   Result<DirListing> list_dir_locked(const Node& dir) const;
+  Result<int> reopen_handle(FileHandle& fh);
+  Invalidations invalidations_for(const std::vector<LayerPtr>& dropped) const;
+  void refresh_nodes(const std::vector<std::string>& dropped, bool view_changed);
+  void register_handle(FileHandle* fh);
 
   LayerStack stack_;
   Whiteouts* whiteouts_;
@@ -159,11 +231,17 @@ class Overlay {
   Options opts_;
   NodePtr root_;
   InodeTable inodes_;
-  mutable std::shared_mutex tree_mu_;  // acquired before name_mu_ and InodeTable::mu_
+  // Lock order: io_mu_, tree_mu_, name_mu_, InodeTable::mu_, handles_mu_.
+  // io_mu_ is held shared by every write and exclusively by stack changes.
+  std::shared_mutex io_mu_;
+  mutable std::shared_mutex tree_mu_;
   // Guards Node::parent/name/unlinked when changed under a shared tree_mu_
   // (a lookup re-linking a node); exclusive holders of tree_mu_ need not take it.
   std::mutex name_mu_;
   std::atomic<uint64_t> temp_counter_{0};
+  std::atomic<uint64_t> stack_gen_{0};
+  mutable std::mutex handles_mu_;
+  std::unordered_set<FileHandle*> writers_;  // GUARDED_BY(handles_mu_)
 };
 
 }  // namespace cowfs

@@ -5,7 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
+#include <cctype>
 #include <cerrno>
+#include <filesystem>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -105,6 +109,7 @@ Store Store::open(const std::string& path, bool create) {
                      "'; use the cowfs that made it or a new store");
   }
   s.load_records();
+  s.layers_ = open_dir(fd, "layers", "store layers directory");
   s.work_ = open_dir(fd, "work", "store work directory");
   s.whiteouts_ = open_dir(fd, "whiteouts", "store whiteouts directory");
   return s;
@@ -151,20 +156,54 @@ std::string Store::new_layer_id() const {
 
 void Store::create_layer_dirs(const std::string& id) {
   UniqueFd layers = open_dir(fd_.get(), "layers", "store layers directory");
-  ensure_dir(layers.get(), id.c_str());
-  UniqueFd layer = open_dir(layers.get(), id.c_str(), "store layer " + id);
+  // Built aside and renamed in, so a layer directory is always whole.
+  std::string tmp = id + ".new";
+  ensure_dir(layers.get(), tmp.c_str());
+  UniqueFd layer = open_dir(layers.get(), tmp.c_str(), "store layer " + id);
   ensure_dir(layer.get(), "tree");
   ensure_dir(layer.get(), "index");
   // The tree's root is visible as the mount's root; give it the usual mode.
   ::fchmodat(layer.get(), "tree", 0755, 0);
+  if (::renameat(layers.get(), tmp.c_str(), layers.get(), id.c_str()) < 0) {
+    fail("cannot create store layer " + id, errno);
+  }
 }
 
-LayerStack Store::build_stack(const std::vector<std::string>& lowers) const {
+std::vector<std::string> Store::lowers() const {
+  std::vector<std::string> out;
+  std::istringstream in(read_small_file(fd_.get(), "lowers"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
+}
+
+void Store::set_lowers(const std::vector<std::string>& lowers) {
+  std::string text;
+  for (const auto& l : lowers) text += l + "\n";
+  write_file_atomically(fd_.get(), "lowers", text);
+}
+
+LayerStack Store::build_stack(const std::vector<std::string>& lowers,
+                              const LayerStack* previous) const {
+  auto reuse = [previous](const std::string& id, Layer::Kind kind) -> LayerPtr {
+    if (previous == nullptr) return nullptr;
+    for (const auto& l : previous->layers) {
+      if (l->id == id && l->kind == kind) return l;
+    }
+    return nullptr;
+  };
   LayerStack stack;
   UniqueFd layers = open_dir(fd_.get(), "layers", "store layers directory");
   for (auto it = records_.rbegin(); it != records_.rend(); ++it) {
+    const auto kind = it == records_.rbegin() ? Layer::Kind::kTop : Layer::Kind::kFrozen;
+    if (auto old = reuse(it->id, kind)) {
+      stack.layers.push_back(old);
+      continue;
+    }
     auto l = std::make_shared<Layer>();
-    l->kind = it == records_.rbegin() ? Layer::Kind::kTop : Layer::Kind::kFrozen;
+    l->kind = kind;
     l->id = it->id;
     l->label = it->label;
     l->path = path_ + "/layers/" + it->id;
@@ -176,6 +215,11 @@ LayerStack Store::build_stack(const std::vector<std::string>& lowers) const {
   }
   int n = 0;
   for (const auto& p : lowers) {
+    if (auto old = reuse("lower" + std::to_string(n), Layer::Kind::kLower)) {
+      stack.layers.push_back(old);
+      ++n;
+      continue;
+    }
     auto l = std::make_shared<Layer>();
     l->kind = Layer::Kind::kLower;
     l->id = "lower" + std::to_string(n);
@@ -190,6 +234,125 @@ LayerStack Store::build_stack(const std::vector<std::string>& lowers) const {
     stack.layers.push_back(std::move(l));
   }
   return stack;
+}
+
+void Store::check_label(const std::string& label, bool unique) const {
+  bool ok = !label.empty() && label.size() <= 64 && label != "-";
+  for (char c : label) {
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
+  }
+  if (!ok) {
+    throw StoreError("label '" + label +
+                     "' is malformed; use 1 to 64 letters, digits, '.', '_' or '-'");
+  }
+  bool exists = false;
+  for (size_t i = 0; i + 1 < records_.size(); ++i) exists = exists || records_[i].label == label;
+  if (unique && exists) {
+    throw StoreError("label '" + label + "' already names a checkpoint; pick another label");
+  }
+  if (!unique && !exists) {
+    throw StoreError("no checkpoint is labelled '" + label + "'; see cowfs layers");
+  }
+}
+
+std::string Store::create_layer() {
+  std::string id = new_layer_id();
+  create_layer_dirs(id);
+  return id;
+}
+
+std::vector<std::string> Store::drop_unnamed(const std::vector<LayerRecord>& before) {
+  std::vector<std::string> dropped;
+  for (const auto& r : before) {
+    bool kept = false;
+    for (const auto& k : records_) kept = kept || k.id == r.id;
+    if (kept) continue;
+    UniqueFd trash = open_dir(fd_.get(), "trash", "store trash directory");
+    if (::renameat(layers_.get(), r.id.c_str(), trash.get(), r.id.c_str()) == 0) {
+      dropped.push_back(r.id);
+    }
+  }
+  return dropped;
+}
+
+void Store::checkpoint(const std::string& label) {
+  check_label(label, true);
+  ::syncfs(fd_.get());
+  std::vector<LayerRecord> recs = records_;
+  recs.back().label = label;
+  recs.back().created = std::time(nullptr);
+  recs.push_back(LayerRecord{create_layer(), std::time(nullptr), "-"});
+  write_records(recs);
+}
+
+std::vector<std::string> Store::rewind(const std::string& label) {
+  check_label(label, false);
+  std::vector<LayerRecord> before = records_;
+  std::vector<LayerRecord> recs;
+  for (const auto& r : records_) {
+    recs.push_back(r);
+    if (r.label == label) break;
+  }
+  recs.push_back(LayerRecord{create_layer(), std::time(nullptr), "-"});
+  write_records(recs);
+  return drop_unnamed(before);
+}
+
+std::vector<std::string> Store::reset() {
+  std::vector<LayerRecord> before = records_;
+  write_records({LayerRecord{create_layer(), std::time(nullptr), "-"}});
+  return drop_unnamed(before);
+}
+
+std::vector<std::string> Store::replace_stack(const std::vector<LayerRecord>& recs) {
+  std::vector<LayerRecord> before = records_;
+  write_records(recs);
+  return drop_unnamed(before);
+}
+
+void Store::collect_garbage() {
+  auto entries = sys::read_dir(layers_.get());
+  if (entries) {
+    UniqueFd trash = open_dir(fd_.get(), "trash", "store trash directory");
+    for (const auto& e : *entries) {
+      bool named = false;
+      for (const auto& r : records_) named = named || r.id == e.name;
+      if (!named) ::renameat(layers_.get(), e.name.c_str(), trash.get(), e.name.c_str());
+    }
+  }
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(path_ + "/work", ec)) {
+    std::filesystem::remove_all(e.path(), ec);
+  }
+}
+
+void Store::purge_trash() const {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(path_ + "/trash", ec)) {
+    std::filesystem::remove_all(e.path(), ec);
+  }
+}
+
+void Store::purge_trash_in_background() const {
+  pid_t pid = ::fork();
+  if (pid != 0) {
+    if (pid > 0) ::waitpid(pid, nullptr, 0);  // the intermediate child exits at once
+    return;
+  }
+  // Double fork: the deleter is adopted by init and never becomes a zombie.
+  if (::fork() != 0) _exit(0);
+  ::setsid();
+  (void)!::nice(10);
+  purge_trash();
+  _exit(0);
+}
+
+bool Store::locked_by_other() const {
+  int fd = ::openat(fd_.get(), "lock", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool busy = ::flock(fd, LOCK_SH | LOCK_NB) < 0;
+  ::close(fd);
+  return busy;
 }
 
 void Store::lock_exclusive() {

@@ -53,11 +53,53 @@ class Store {
   dev_t dev() const { return dev_; }
   const std::vector<LayerRecord>& records() const { return records_; }
 
-  // Builds layer objects for the store's layers (top first) followed by the lowers.
-  LayerStack build_stack(const std::vector<std::string>& lowers) const;
+  // Builds layer objects for the store's layers (top first) followed by the
+  // lowers, reusing those of previous that keep their id and role.
+  LayerStack build_stack(const std::vector<std::string>& lowers,
+                         const LayerStack* previous = nullptr) const;
+
+  // The lowers of the last mount (canonical paths, top first), so commands
+  // on an unmounted store know what lies below it.
+  std::vector<std::string> lowers() const;
+  void set_lowers(const std::vector<std::string>& lowers);
 
   // Takes the store's lock; throws StoreError naming the holder if busy.
   void lock_exclusive();
+  // True if a running cowfs holds the lock.
+  bool locked_by_other() const;
+
+  // Layer changes. Each is atomic on disk: the new stack file, renamed into
+  // place, is the single commit point. Layers that leave the stack are moved
+  // to trash/ afterwards (a crash in between leaves unreferenced layer
+  // directories, which collect_garbage() moves on the next start). Frozen
+  // layers are never written. All throw StoreError with a user message.
+  //
+  // checkpoint: the top is frozen under label and a new empty top started.
+  void checkpoint(const std::string& label);
+  // rewind: drops every layer above the one labelled label (and the top).
+  // Returns the dropped layer ids, now in trash/.
+  std::vector<std::string> rewind(const std::string& label);
+  // reset: drops every layer; the view is the lowers alone.
+  std::vector<std::string> reset();
+  // Replaces the stack by recs (layers in recs must exist under layers/);
+  // layers no longer named are moved to trash/. Used by compact.
+  std::vector<std::string> replace_stack(const std::vector<LayerRecord>& recs);
+  // A new, empty layer directory that is not yet in the stack.
+  std::string create_layer();
+  int layers_fd() const { return layers_.get(); }
+
+  // Moves layer directories the stack does not name into trash/ and clears
+  // work/: what an interrupted command or copy-up left behind.
+  void collect_garbage();
+  // Deletes what is in trash/. The daemon runs it on a thread; single-
+  // threaded callers use purge_trash_in_background(), a detached process, so
+  // dropping a layer of any size returns at once.
+  void purge_trash() const;
+  void purge_trash_in_background() const;
+
+  // Throws StoreError unless label is 1-64 of [A-Za-z0-9._-]; unique says
+  // it must not name an existing layer, else it must name a frozen one.
+  void check_label(const std::string& label, bool unique) const;
 
  private:
   Store() = default;
@@ -65,12 +107,14 @@ class Store {
   void write_records(const std::vector<LayerRecord>& recs);
   std::string new_layer_id() const;
   void create_layer_dirs(const std::string& id);
+  std::vector<std::string> drop_unnamed(const std::vector<LayerRecord>& before);
 
   std::string path_;
   UniqueFd fd_;
   UniqueFd work_;
   UniqueFd whiteouts_;
   UniqueFd lock_;
+  UniqueFd layers_;
   dev_t dev_ = 0;
   std::vector<LayerRecord> records_;
 };

@@ -198,11 +198,15 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, "open", [&] {
     auto r = ov(req).open(ino, fi->flags);
     if (!r) return (void)fuse_reply_err(req, r.error());
+    (*r)->pid = fuse_req_ctx(req)->pid;
     fi->fh = reinterpret_cast<uint64_t>(r->release());
     // Every change to file data passes through this mount, so cached pages
     // stay valid across opens.
     fi->keep_cache = 1;
-    if (fuse_reply_open(req, fi) != 0) delete handle(fi);
+    if (fuse_reply_open(req, fi) != 0) {
+      ov(req).release(handle(fi));
+      delete handle(fi);
+    }
   });
 }
 
@@ -211,6 +215,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   guarded(req, "create", [&] {
     auto r = ov(req).create(parent, name, mode, fi->flags, caller_of(req));
     if (!r) return (void)fuse_reply_err(req, r.error());
+    r->second->pid = fuse_req_ctx(req)->pid;
     fi->fh = reinterpret_cast<uint64_t>(r->second.release());
     fi->keep_cache = 1;
     fuse_entry_param p{};
@@ -220,6 +225,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     p.entry_timeout = ctx(req).cfg.cache_timeout;
     if (fuse_reply_create(req, &p, fi) != 0) {
       ov(req).forget(p.ino, 1);
+      ov(req).release(handle(fi));
       delete handle(fi);
     }
   });
@@ -242,11 +248,11 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
                   fuse_file_info* fi) {
   (void)ino;
   guarded(req, "write", [&] {
-    auto fd = ov(req).io_fd(*handle(fi));
-    if (!fd) return (void)fuse_reply_err(req, fd.error());
+    auto lease = ov(req).write_lease(*handle(fi));
+    if (!lease) return (void)fuse_reply_err(req, lease.error());
     fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
     out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-    out.buf[0].fd = *fd;
+    out.buf[0].fd = lease->fd;
     out.buf[0].pos = off;
     ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
     if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
@@ -263,6 +269,7 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)ino;
+  ov(req).release(handle(fi));
   delete handle(fi);
   fuse_reply_err(req, 0);
 }
@@ -413,9 +420,9 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
                   fuse_file_info* fi) {
   (void)ino;
   guarded(req, "fallocate", [&] {
-    auto fd = ov(req).io_fd(*handle(fi));
-    if (!fd) return (void)fuse_reply_err(req, fd.error());
-    int r = ::fallocate(*fd, mode, offset, length);
+    auto lease = ov(req).write_lease(*handle(fi));
+    if (!lease) return (void)fuse_reply_err(req, lease.error());
+    int r = ::fallocate(lease->fd, mode, offset, length);
     fuse_reply_err(req, r < 0 ? errno : 0);
   });
 }
@@ -439,10 +446,10 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_fi
   guarded(req, "copy_file_range", [&] {
     auto in = ov(req).io_fd(*handle(fi_in));
     if (!in) return (void)fuse_reply_err(req, in.error());
-    auto out = ov(req).io_fd(*handle(fi_out));
+    auto out = ov(req).write_lease(*handle(fi_out));
     if (!out) return (void)fuse_reply_err(req, out.error());
     loff_t oi = off_in, oo = off_out;
-    ssize_t n = ::copy_file_range(*in, &oi, *out, &oo, len, static_cast<unsigned>(flags));
+    ssize_t n = ::copy_file_range(*in, &oi, out->fd, &oo, len, static_cast<unsigned>(flags));
     if (n < 0) return (void)fuse_reply_err(req, errno);
     fuse_reply_write(req, static_cast<size_t>(n));
   });
@@ -487,6 +494,20 @@ fuse_lowlevel_ops make_ops() {
   return ops;
 }
 
+class FuseKernelCache : public KernelCache {
+ public:
+  explicit FuseKernelCache(fuse_session* se) : se_(se) {}
+  void invalidate_entry(uint64_t parent, const std::string& name) override {
+    fuse_lowlevel_notify_inval_entry(se_, parent, name.c_str(), name.size());
+  }
+  void invalidate_inode(uint64_t ino) override {
+    fuse_lowlevel_notify_inval_inode(se_, ino, 0, 0);
+  }
+
+ private:
+  fuse_session* se_;
+};
+
 // libfuse's option syntax treats ',' and '\' specially.
 std::string escape_option(const std::string& v) {
   std::string out;
@@ -499,8 +520,9 @@ std::string escape_option(const std::string& v) {
 
 }  // namespace
 
-int run_session(Overlay& overlay, const SessionConfig& cfg, const std::function<void()>& on_mounted,
-                std::string* error) {
+int run_session(Overlay& overlay, const SessionConfig& cfg,
+                const std::function<void(KernelCache*)>& on_mounted,
+                const std::function<void()>& on_stopping, std::string* error) {
   Context context{&overlay, cfg};
   std::string opts = "default_permissions,fsname=" + escape_option(cfg.fsname) + ",subtype=cowfs";
   if (cfg.allow_other) opts += ",allow_other";
@@ -524,12 +546,14 @@ int run_session(Overlay& overlay, const SessionConfig& cfg, const std::function<
              " (is /dev/fuse usable and fusermount3 installed?)";
     return EIO;
   }
-  on_mounted();
+  FuseKernelCache kernel(se);
+  on_mounted(&kernel);
   fuse_loop_config* loop = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(loop, 1);
   fuse_loop_cfg_set_idle_threads(loop, 8);
   int r = fuse_session_loop_mt(se, loop);
   fuse_loop_cfg_destroy(loop);
+  on_stopping();
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);

@@ -20,7 +20,12 @@ struct SessionConfig {
 // Mounts, calls on_mounted once the kernel accepted the mount, serves
 // requests until unmounted or signalled, then unmounts. Returns 0 on a clean
 // end, otherwise an errno-like code; mount failures are described in *error.
-int run_session(Overlay& overlay, const SessionConfig& cfg, const std::function<void()>& on_mounted,
-                std::string* error);
+// on_mounted receives the handle through which the kernel's caches can be
+// invalidated; it is valid until run_session returns.
+// on_stopping runs once requests stop being served, before the kernel handle
+// goes away.
+int run_session(Overlay& overlay, const SessionConfig& cfg,
+                const std::function<void(KernelCache*)>& on_mounted,
+                const std::function<void()>& on_stopping, std::string* error);
 
 }  // namespace cowfs

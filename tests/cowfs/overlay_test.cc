@@ -190,7 +190,7 @@ TEST_F(OverlayTest, DeleteThenRecreateShowsNoOldBytes) {
   ASSERT_TRUE(overlay_->unlink(kRootIno, "f").ok());
   auto c = overlay_->create(kRootIno, "f", 0644, O_RDWR, me_);
   ASSERT_TRUE(c);
-  ASSERT_EQ(::pwrite(c->second->fd.get(), "new", 3, 0), 3);
+  ASSERT_EQ(::pwrite(c->second->fd(), "new", 3, 0), 3);
   EXPECT_EQ(read("f"), "new");
   mount();
   EXPECT_EQ(read("f"), "new");

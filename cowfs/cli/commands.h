@@ -1,0 +1,45 @@
+// The cowfs subcommands: for each an options struct, setup_X (declares its
+// options on the CLI11 app) and run_X (does it, returns the exit code).
+// Errors are one line on stderr starting "cowfs: "; exit 2 for bad input,
+// 1 for failures.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+namespace cowfs::cli {
+
+int fail(const std::string& msg, int code = 1);
+
+struct MountOptions {
+  std::string store;
+  std::vector<std::string> lowers;
+  std::string mountpoint;
+  bool foreground = false;
+  std::string log_level = "info";
+  std::vector<std::string> fuse_opts;
+};
+void setup_mount(CLI::App& app, MountOptions& o);
+int run_mount(MountOptions o);
+
+struct UmountOptions {
+  std::string mountpoint;
+  double timeout = 30;
+};
+void setup_umount(CLI::App& app, UmountOptions& o);
+int run_umount(const UmountOptions& o);
+
+// checkpoint, rewind, reset, layers, compact, diff.
+struct LayerOptions {
+  std::string command;  // which one was given
+  std::string store;
+  std::string label;
+  std::vector<std::string> keep;
+  std::string from, to;
+  bool json = false;
+};
+void setup_layer_commands(CLI::App& app, LayerOptions& o);
+int run_layer_command(const LayerOptions& o);
+
+}  // namespace cowfs::cli

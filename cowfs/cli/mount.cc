@@ -1,0 +1,207 @@
+// cowfs mount: check the request, start the daemon, return once mounted.
+#include <fcntl.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "cowfs/cli/commands.h"
+#include "cowfs/core/control.h"
+#include "cowfs/core/layer_service.h"
+#include "cowfs/core/mount_checks.h"
+#include "cowfs/core/overlay.h"
+#include "cowfs/core/store.h"
+#include "cowfs/fuse/session.h"
+
+namespace cowfs::cli {
+
+int fail(const std::string& msg, int code) {
+  std::cerr << "cowfs: " << msg << "\n";
+  return code;
+}
+
+void setup_mount(CLI::App& app, MountOptions& o) {
+  auto* cmd = app.add_subcommand("mount", "Mount a copy-on-write view of the lowers");
+  cmd->add_option("--store", o.store, "Directory of the writable layers (created if missing)")
+      ->required();
+  cmd->add_option("--lower", o.lowers, "Read-only lower directory, top first (repeatable)")
+      ->required();
+  cmd->add_flag("--foreground,-f", o.foreground, "Stay in the foreground, log to stderr too");
+  cmd->add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  cmd->add_option("-o", o.fuse_opts, "Mount options: nonempty")->delimiter(',');
+  cmd->add_option("MOUNTPOINT", o.mountpoint, "Where to mount")->required();
+}
+
+namespace {
+
+// Tells the waiting parent of a background mount how it went.
+struct Reporter {
+  int fd = -1;
+  void send(const std::string& msg) {
+    if (fd < 0) return;
+    (void)!::write(fd, msg.data(), msg.size());
+    ::close(fd);
+    fd = -1;
+  }
+};
+
+void raise_fd_limit() {
+  // One O_PATH fd per known inode, as in passthrough_hp: use all we may.
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(s);
+  while (std::getline(in, item, sep)) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// Dispatches a control request to the layer service of the running mount.
+std::string handle_control(LayerService& svc, const std::vector<std::string>& w) {
+  auto arg = [&](size_t i) { return i < w.size() && w[i] != "-" ? w[i] : std::string(); };
+  const std::string cmd = w.empty() ? "" : w[0];
+  spdlog::info("control: {}", cmd);
+  if (cmd == "checkpoint") return svc.checkpoint(arg(1));
+  if (cmd == "rewind") return svc.rewind(arg(1));
+  if (cmd == "reset") return svc.reset();
+  if (cmd == "layers") return svc.layers(arg(1) == "json");
+  if (cmd == "compact") return svc.compact(split(arg(1), ','));
+  if (cmd == "diff") return svc.diff(arg(2), arg(3), arg(1) == "json");
+  throw StoreError("unknown control request '" + cmd + "'");
+}
+
+int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
+  const bool store_existed = std::filesystem::exists(o.store);
+  auto cleanup_store = [&] {
+    if (!store_existed) {
+      std::error_code ec;
+      std::filesystem::remove_all(o.store, ec);
+    }
+  };
+  try {
+    Store store = Store::open(o.store, true);
+    store.lock_exclusive();
+    store.set_lowers(o.lowers);
+    store.collect_garbage();
+
+    auto logger = spdlog::basic_logger_mt("cowfs", o.store + "/cowfs.log");
+    if (o.foreground) {
+      logger->sinks().push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    }
+    logger->set_level(spdlog::level::from_str(o.log_level));
+    logger->flush_on(spdlog::level::info);
+    spdlog::set_default_logger(logger);
+
+    Whiteouts whiteouts;
+    if (auto s = whiteouts.init(store.whiteouts_fd(), store.dev()); !s.ok()) {
+      throw StoreError("cannot read the store's whiteouts: " +
+                       std::string(std::strerror(s.error())));
+    }
+    Overlay overlay(store.build_stack(o.lowers), &whiteouts, store.work_fd(),
+                    Overlay::Options{::geteuid() == 0});
+    raise_fd_limit();
+    std::thread([&store] { store.purge_trash(); }).detach();
+
+    SessionConfig cfg;
+    cfg.mountpoint = o.mountpoint;
+    cfg.fsname = o.store;
+    cfg.allow_nonempty = allow_nonempty;
+    cfg.allow_other = ::geteuid() == 0;
+    std::string error;
+    ControlServer control;
+    std::unique_ptr<LayerService> service;
+    spdlog::info("mounting {} (store {}, {} lower(s))", cfg.mountpoint, o.store, o.lowers.size());
+    int r = run_session(
+        overlay, cfg,
+        [&](KernelCache* kernel) {
+          service = std::make_unique<LayerService>(store, whiteouts, &overlay, kernel);
+          control.start(o.store, [&](const std::vector<std::string>& w) {
+            return handle_control(*service, w);
+          });
+          rep.send("ok\n");
+        },
+        [&] { control.stop(); }, &error);
+    if (!error.empty()) {
+      cleanup_store();
+      rep.send(error + "\n");
+      return fail(error);
+    }
+    spdlog::info("unmounted {}", cfg.mountpoint);
+    spdlog::shutdown();
+    return r == 0 ? 0 : 1;
+  } catch (const std::exception& e) {
+    if (dynamic_cast<const StoreError*>(&e) == nullptr) cleanup_store();
+    rep.send(std::string(e.what()) + "\n");
+    return fail(e.what());
+  }
+}
+
+}  // namespace
+
+int run_mount(MountOptions o) {
+  MountRequest req{o.store, o.lowers, o.mountpoint, false};
+  for (const auto& opt : o.fuse_opts) {
+    if (opt == "nonempty") {
+      req.allow_nonempty = true;
+    } else {
+      return fail("unknown mount option '" + opt + "'; the only one is -o nonempty", 2);
+    }
+  }
+  if (auto err = check_mount_request(req)) return fail(*err, 2);
+  // The daemon leaves the working directory; resolve paths while we can.
+  o.store = canonical_path(o.store);
+  o.mountpoint = canonical_path(o.mountpoint);
+  for (auto& l : o.lowers) l = canonical_path(l);
+  if (o.foreground) {
+    Reporter none;
+    return serve(o, req.allow_nonempty, none);
+  }
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) < 0) return fail(std::string("pipe: ") + std::strerror(errno));
+  pid_t pid = ::fork();
+  if (pid < 0) return fail(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    ::setsid();
+    int null = ::open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      if (null > 2) ::close(null);
+    }
+    if (::chdir("/") < 0) _exit(1);
+    Reporter rep{pipefd[1]};
+    _exit(serve(o, req.allow_nonempty, rep));
+  }
+  ::close(pipefd[1]);
+  std::string msg;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
+  ::close(pipefd[0]);
+  if (msg == "ok\n") return 0;
+  ::waitpid(pid, nullptr, 0);
+  while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+  return fail(msg.empty() ? "the mount process died before mounting (see the store's cowfs.log)"
+                          : msg);
+}
+
+}  // namespace cowfs::cli

@@ -1,0 +1,96 @@
+// cowfs umount: flush, unmount, and wait until the daemon let go of the store.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "cowfs/cli/commands.h"
+#include "cowfs/core/mount_checks.h"
+
+namespace cowfs::cli {
+
+void setup_umount(CLI::App& app, UmountOptions& o) {
+  auto* cmd = app.add_subcommand("umount", "Flush and unmount a cowfs mount");
+  cmd->add_option("MOUNTPOINT", o.mountpoint, "The mount to remove")->required();
+  cmd->add_option("--timeout", o.timeout, "Seconds to wait for the daemon to finish");
+}
+
+namespace {
+
+// The mount's source as recorded in /proc/self/mountinfo ("" if not a cowfs mount).
+std::string cowfs_mount_source(const std::string& mnt) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  auto unescape = [](const std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '\\' && i + 3 < s.size()) {
+        out += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
+        i += 3;
+      } else {
+        out += s[i];
+      }
+    }
+    return out;
+  };
+  std::string found;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, dev, root, point;
+    ls >> id >> parent >> dev >> root >> point;
+    if (unescape(point) != mnt) continue;
+    std::string tok;
+    while (ls >> tok && tok != "-") {
+    }
+    std::string fstype, source;
+    ls >> fstype >> source;
+    found = fstype == "fuse.cowfs" ? unescape(source) : "";
+  }
+  return found;
+}
+
+}  // namespace
+
+int run_umount(const UmountOptions& o) {
+  const std::string mnt = canonical_path(o.mountpoint);
+  const std::string store = cowfs_mount_source(mnt);
+  if (store.empty()) return fail(o.mountpoint + " is not a cowfs mount", 2);
+  int fd = ::open(mnt.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::syncfs(fd);
+    ::close(fd);
+  }
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execlp("fusermount3", "fusermount3", "-u", mnt.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return fail("cannot unmount " + o.mountpoint + " (is it busy? see fusermount3's message)");
+  }
+  // The store is free once the daemon has let go of its lock.
+  int lock = ::open((store + "/lock").c_str(), O_RDONLY | O_CLOEXEC);
+  if (lock < 0) return 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.timeout);
+  while (::flock(lock, LOCK_SH | LOCK_NB) < 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::close(lock);
+      return fail("unmounted, but the cowfs daemon of " + store + " did not exit in time");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::close(lock);
+  return 0;
+}
+
+}  // namespace cowfs::cli

@@ -1,0 +1,363 @@
+#include "cowfs/core/layer_service.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <sstream>
+#include <functional>
+#include <optional>
+#include <thread>
+#include <cstring>
+
+#include "cowfs/core/compact.h"
+#include "cowfs/sys/syscalls.h"
+
+namespace cowfs {
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+namespace {
+
+struct LayerStats {
+  uint64_t files = 0;
+  uint64_t bytes = 0;
+};
+
+void stats_of(int dirfd, const Whiteouts& wh, LayerStats& s) {
+  auto entries = sys::read_dir(dirfd);
+  if (!entries) return;
+  for (const auto& e : *entries) {
+    auto st = sys::stat_at(dirfd, e.name.c_str());
+    if (!st || wh.is_whiteout(*st)) continue;
+    if (S_ISDIR(st->st_mode)) {
+      auto sub = sys::open_at(dirfd, e.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+      if (sub) stats_of(sub->get(), wh, s);
+      continue;
+    }
+    ++s.files;
+    s.bytes += static_cast<uint64_t>(st->st_blocks) * 512;
+  }
+}
+
+}  // namespace
+
+LayerService::LayerService(Store& store, Whiteouts& whiteouts, Overlay* overlay,
+                           KernelCache* kernel)
+    : store_(store), whiteouts_(whiteouts), overlay_(overlay), kernel_(kernel) {}
+
+LayerStack LayerService::current_stack() const {
+  if (overlay_ != nullptr) return overlay_->stack();
+  return store_.build_stack(store_.lowers());
+}
+
+std::vector<std::string> LayerService::ids_above(const std::string& label) const {
+  std::vector<std::string> ids;
+  bool above = label.empty();
+  for (const auto& r : store_.records()) {
+    if (above) ids.push_back(r.id);
+    if (r.label == label) above = true;
+  }
+  return ids;
+}
+
+void LayerService::apply(const std::function<std::vector<std::string>()>& op, bool view_changed,
+                         const std::vector<std::string>& dropping) {
+  if (overlay_ == nullptr) {
+    op();
+    store_.purge_trash_in_background();
+    return;
+  }
+  Invalidations inv = overlay_->change_stack([&] {
+    auto writers = overlay_->writers_in_locked(dropping);
+    if (!writers.empty()) {
+      std::string list;
+      for (const auto& w : writers) list += (list.empty() ? "" : ", ") + w;
+      throw StoreError("files of the layers to drop are open for writing: " + list +
+                       "; close them (stop the writers) and retry");
+    }
+    StackChange c;
+    c.dropped = op();
+    c.view_changed = view_changed;
+    const LayerStack& old = overlay_->stack();
+    c.stack = store_.build_stack(store_.lowers(), &old);
+    return c;
+  });
+  if (kernel_ != nullptr) inv.send(*kernel_);
+  std::thread([&store = store_] { store.purge_trash(); }).detach();
+}
+
+std::string LayerService::checkpoint(const std::string& label) {
+  store_.check_label(label, true);
+  apply([&] {
+    store_.checkpoint(label);
+    return std::vector<std::string>{};
+  }, false, {});
+  return "checkpoint " + label + "\n";
+}
+
+std::string LayerService::rewind(const std::string& label) {
+  store_.check_label(label, false);
+  auto dropping = ids_above(label);
+  apply([&] { return store_.rewind(label); }, true, dropping);
+  return "rewound to " + label + "\n";
+}
+
+std::string LayerService::reset() {
+  auto dropping = ids_above("");
+  apply([&] { return store_.reset(); }, true, dropping);
+  return "reset to the lowers\n";
+}
+
+std::string LayerService::layers(bool json) {
+  LayerStack stack = current_stack();
+  const auto& recs = store_.records();
+  std::ostringstream out;
+  if (json) out << "{\"layers\":[";
+  else out << "LABEL                CREATED               FILES        BYTES\n";
+  for (size_t i = 0; i < recs.size(); ++i) {
+    const auto& r = recs[recs.size() - 1 - i];
+    const bool top = i == 0;
+    LayerStats s;
+    for (const auto& l : stack.layers) {
+      if (l->id == r.id) stats_of(l->root.get(), whiteouts_, s);
+    }
+    std::string label = top ? "" : r.label;
+    if (json) {
+      out << (i ? "," : "") << "{\"id\":\"" << json_escape(r.id) << "\",\"label\":\""
+          << json_escape(label) << "\",\"created\":" << r.created << ",\"files\":" << s.files
+          << ",\"bytes\":" << s.bytes << ",\"chunked_bytes\":0,\"top\":" << (top ? "true" : "false")
+          << "}";
+    } else {
+      char when[32];
+      std::time_t t = r.created;
+      std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+      char line[256];
+      std::snprintf(line, sizeof line, "%-20s %-20s %6llu %12llu\n",
+                    top ? "(top)" : label.c_str(), when,
+                    static_cast<unsigned long long>(s.files),
+                    static_cast<unsigned long long>(s.bytes));
+      out << line;
+    }
+  }
+  if (json) out << "]}\n";
+  return out.str();
+}
+
+std::string LayerService::compact(const std::vector<std::string>& keep) {
+  for (const auto& k : keep) store_.check_label(k, false);
+  auto kept = [&](const LayerRecord& r) {
+    return r.label == "-" || std::find(keep.begin(), keep.end(), r.label) != keep.end();
+  };
+  const auto recs = store_.records();
+  bool any = false;
+  for (const auto& r : recs) any = any || !kept(r);
+  if (!any) return "nothing to compact\n";
+
+  int merged = 0;
+  auto op = [&]() -> std::vector<std::string> {
+    LayerStack stack = overlay_ != nullptr ? overlay_->stack() : store_.build_stack(store_.lowers());
+    auto layer_of = [&](const std::string& id) -> LayerPtr {
+      for (const auto& l : stack.layers) {
+        if (l->id == id) return l;
+      }
+      return nullptr;
+    };
+    std::vector<LayerRecord> out;
+    LayerPtr pending;  // merged content not yet placed, from layers below
+    for (const auto& r : recs) {  // bottom to top
+      LayerPtr here = layer_of(r.id);
+      if (!here) throw StoreError("store layer " + r.id + " is missing; the store is damaged");
+      LayerRecord rec = r;
+      if (pending) {
+        rec.id = store_.create_layer();
+        auto out_layer = std::make_shared<Layer>();
+        out_layer->kind = Layer::Kind::kFrozen;
+        out_layer->id = rec.id;
+        auto dir = sys::open_at(store_.layers_fd(), rec.id.c_str(), O_PATH | O_DIRECTORY);
+        if (!dir) throw StoreError("cannot open new layer " + rec.id);
+        auto root = sys::open_at(dir->get(), "tree", O_PATH | O_DIRECTORY);
+        auto index = sys::open_at(dir->get(), "index", O_PATH | O_DIRECTORY);
+        if (!root || !index) throw StoreError("cannot open new layer " + rec.id);
+        out_layer->root = root.take();
+        out_layer->index = index.take();
+        out_layer->dev = store_.dev();
+        Status s = merge_layers(*here, *pending, *out_layer, whiteouts_, ::geteuid() == 0);
+        if (!s.ok()) {
+          throw StoreError("cannot merge layers: " + std::string(std::strerror(s.error())) +
+                           " (nothing was changed)");
+        }
+        here = out_layer;
+        ++merged;
+      }
+      if (kept(r)) {
+        out.push_back(rec);
+        pending.reset();
+      } else {
+        pending = here;
+      }
+    }
+    return store_.replace_stack(out);
+  };
+  // Compacting changes no file anyone sees; only which layer holds it.
+  apply(op, false, {});
+  return "merged " + std::to_string(merged) + " layer(s)\n";
+}
+
+namespace {
+
+// Resolves a path (components) through an overlay; nullopt if absent.
+std::optional<struct stat> resolve_path(Overlay& ov, const std::vector<std::string>& parts) {
+  uint64_t ino = kRootIno;
+  struct stat st {};
+  for (const auto& p : parts) {
+    auto e = ov.lookup(ino, p);
+    if (!e) return std::nullopt;
+    ino = e->node->ino;
+    st = e->attr;
+  }
+  return st;
+}
+
+std::string join(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : "/") + p;
+  return out;
+}
+
+}  // namespace
+
+std::string LayerService::diff(const std::string& from, const std::string& to, bool json) {
+  if (!from.empty()) store_.check_label(from, false);
+  if (!to.empty()) store_.check_label(to, false);
+  const auto& recs = store_.records();  // bottom to top
+  auto index_of = [&](const std::string& label) -> long {
+    for (size_t i = 0; i < recs.size(); ++i) {
+      if (recs[i].label == label) return static_cast<long>(i);
+    }
+    return -1;
+  };
+  const long lo = from.empty() ? -1 : index_of(from);
+  const long hi = to.empty() ? static_cast<long>(recs.size()) - 1 : index_of(to);
+  if (hi < lo) throw StoreError("checkpoint " + to + " comes before " + from + "; swap them");
+
+  LayerStack all = current_stack();  // top first
+  auto sub_stack = [&](long upto) {
+    LayerStack s;
+    for (const auto& l : all.layers) {
+      if (!l->in_store()) {
+        s.layers.push_back(l);
+        continue;
+      }
+      long idx = index_of(l->label);
+      if (l->kind == Layer::Kind::kTop || l == all.top()) idx = static_cast<long>(recs.size()) - 1;
+      if (idx <= upto) s.layers.push_back(l);
+    }
+    return s;
+  };
+  LayerStack before_stack = sub_stack(lo);
+  LayerStack after_stack = sub_stack(hi);
+  // Read-only overlays over the two states; nothing is written through them.
+  std::optional<Overlay> before;
+  if (!before_stack.layers.empty()) {
+    before.emplace(before_stack, &whiteouts_, store_.work_fd(), Overlay::Options{false});
+  }
+  Overlay after(after_stack, &whiteouts_, store_.work_fd(), Overlay::Options{false});
+
+  std::map<std::string, std::vector<std::string>> paths;  // sorted, deduplicated
+  std::vector<std::pair<std::string, std::string>> renamed;
+  for (const auto& l : after_stack.layers) {
+    if (!l->in_store()) break;
+    long idx = l == all.top() ? static_cast<long>(recs.size()) - 1 : index_of(l->label);
+    if (idx <= lo) continue;
+    std::vector<std::string> path;
+    std::function<void(int)> walk = [&](int dirfd) {
+      auto entries = sys::read_dir(dirfd);
+      if (!entries) return;
+      for (const auto& e : *entries) {
+        path.push_back(e.name);
+        paths.emplace(join(path), path);
+        if (e.type == DT_DIR) {
+          auto sub = sys::open_at(dirfd, e.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+          if (sub) {
+            if (auto r = sys::get_xattr(sub->get(), kRedirectXattr)) {
+              renamed.emplace_back(*r, join(path));
+            }
+            walk(sub->get());
+          }
+        }
+        path.pop_back();
+      }
+    };
+    walk(l->root.get());
+  }
+  std::ostringstream added, changed, deleted;
+  uint64_t n_added = 0, n_changed = 0, n_deleted = 0, bytes = 0;
+  auto item = [&](std::ostringstream& o, uint64_t& n, const std::string& p, const char* tag,
+                  long long size) {
+    if (json) {
+      o << (n ? "," : "") << "{\"path\":\"" << json_escape(p) << "\"";
+      if (size >= 0) o << ",\"bytes\":" << size;
+      o << "}";
+    } else {
+      o << tag << " " << p;
+      if (size >= 0) o << " (" << size << " bytes)";
+      o << "\n";
+    }
+    ++n;
+  };
+  for (const auto& [p, parts] : paths) {
+    auto b = before ? resolve_path(*before, parts) : std::nullopt;
+    auto a = resolve_path(after, parts);
+    if (a && S_ISDIR(a->st_mode)) continue;  // a directory's files speak for it
+    if (a && !b) {
+      item(added, n_added, p, "A", a->st_size);
+      bytes += static_cast<uint64_t>(a->st_size);
+    } else if (a && b) {
+      item(changed, n_changed, p, "M", a->st_size);
+      bytes += static_cast<uint64_t>(a->st_size);
+    } else if (!a && b) {
+      item(deleted, n_deleted, S_ISDIR(b->st_mode) ? p + "/" : p, "D", -1);
+    }
+  }
+  std::ostringstream out;
+  if (json) {
+    out << "{\"added\":[" << added.str() << "],\"changed\":[" << changed.str()
+        << "],\"deleted\":[" << deleted.str() << "],\"renamed\":[";
+    for (size_t i = 0; i < renamed.size(); ++i) {
+      out << (i ? "," : "") << "{\"from\":\"" << json_escape(renamed[i].first)
+          << "\",\"to\":\"" << json_escape(renamed[i].second) << "\"}";
+    }
+    out << "],\"bytes\":" << bytes << "}\n";
+  } else {
+    for (const auto& [f, t] : renamed) out << "R " << f << " -> " << t << "\n";
+    out << added.str() << changed.str() << deleted.str();
+    out << n_added << " added, " << n_changed << " changed, " << n_deleted << " deleted, "
+        << bytes << " bytes\n";
+  }
+  return out.str();
+}
+
+}  // namespace cowfs

@@ -1,0 +1,52 @@
+// LayerService: the layer commands — checkpoint, rewind, reset, layers,
+// compact, diff — with one meaning whether the store is mounted (then they
+// run inside the daemon, through Overlay::change_stack, and the kernel's
+// caches are invalidated) or not (then they work on the store directly).
+//
+// Every command is atomic on disk (see Store). Each returns the text to show
+// the user, or throws StoreError with a one-line message.
+//
+// Thread-safety: one command at a time (the control server serialises them).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cowfs/core/overlay.h"
+#include "cowfs/core/store.h"
+#include "cowfs/core/whiteout.h"
+
+namespace cowfs {
+
+class LayerService {
+ public:
+  // overlay and kernel are null for an unmounted store.
+  LayerService(Store& store, Whiteouts& whiteouts, Overlay* overlay, KernelCache* kernel);
+
+  std::string checkpoint(const std::string& label);
+  std::string rewind(const std::string& label);
+  std::string reset();
+  std::string layers(bool json);
+  std::string compact(const std::vector<std::string>& keep);
+  // Files added, changed and deleted between the state after checkpoint
+  // `from` ("" = the lowers alone) and after `to` ("" = now).
+  std::string diff(const std::string& from, const std::string& to, bool json);
+
+ private:
+  // Runs op (the on-disk change, returning dropped layer ids) so that a live
+  // overlay follows it.
+  void apply(const std::function<std::vector<std::string>()>& op, bool view_changed,
+             const std::vector<std::string>& dropping);
+  std::vector<std::string> ids_above(const std::string& label) const;
+  LayerStack current_stack() const;
+
+  Store& store_;
+  Whiteouts& whiteouts_;
+  Overlay* overlay_;
+  KernelCache* kernel_;
+};
+
+// Escapes s for a JSON string literal.
+std::string json_escape(const std::string& s);
+
+}  // namespace cowfs

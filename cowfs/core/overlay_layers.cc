@@ -1,0 +1,174 @@
+// Overlay: living through stack changes (checkpoint, rewind, reset,
+// compact) while mounted.
+#include <dirent.h>
+#include <fcntl.h>
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "cowfs/core/copy_up.h"
+#include "cowfs/core/overlay.h"
+#include "cowfs/sys/syscalls.h"
+
+namespace cowfs {
+namespace {
+
+bool contains(const std::vector<std::string>& ids, const std::string& id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+struct PairHash {
+  size_t operator()(const std::pair<uint64_t, std::string>& p) const {
+    return std::hash<uint64_t>()(p.first) * 31 + std::hash<std::string>()(p.second);
+  }
+};
+
+// Calls visit(parent_components, name, is_dir) for every entry below dirfd.
+template <typename Visit>
+void walk_tree(int dirfd, std::vector<std::string>& path, Visit& visit) {
+  auto entries = sys::read_dir(dirfd);
+  if (!entries) return;
+  for (const auto& e : *entries) {
+    bool is_dir = e.type == DT_DIR;
+    visit(path, e.name, is_dir);
+    if (!is_dir) continue;
+    auto sub = sys::open_at(dirfd, e.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (!sub) continue;
+    path.push_back(e.name);
+    walk_tree(sub->get(), path, visit);
+    path.pop_back();
+  }
+}
+
+}  // namespace
+
+std::string Overlay::path_of(const Node& node) const {
+  if (node.ino == kRootIno) return "/";
+  std::vector<const Node*> chain;
+  for (const Node* n = &node; n != nullptr && n->ino != kRootIno; n = n->parent.get()) {
+    chain.push_back(n);
+  }
+  std::string out;
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) out += "/" + (*it)->name;
+  if (node.unlinked || !node.parent) out += " (deleted)";
+  return out;
+}
+
+std::vector<std::string> Overlay::writers_in_locked(const std::vector<std::string>& ids) const {
+  std::vector<std::string> out;
+  std::lock_guard lock(handles_mu_);
+  for (const FileHandle* fh : writers_) {
+    const LayerPtr& layer = fh->node->backing_layer();
+    if (layer && contains(ids, layer->id)) {
+      out.push_back(path_of(*fh->node) + " (pid " + std::to_string(fh->pid) + ")");
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+Invalidations Overlay::invalidations_for(const std::vector<LayerPtr>& dropped) const {
+  Invalidations inv;
+  // What the kernel may have cached, by (parent, name).
+  std::unordered_map<std::pair<uint64_t, std::string>, uint64_t, PairHash> children;
+  for (const auto& n : inodes_.snapshot()) {
+    if (n->parent) children[{n->parent->ino, n->name}] = n->ino;
+  }
+  std::unordered_set<uint64_t> inodes{kRootIno};
+  for (const auto& layer : dropped) {
+    auto visit = [&](const std::vector<std::string>& dir, const std::string& name, bool) {
+      uint64_t parent = kRootIno;
+      for (const auto& c : dir) {
+        auto it = children.find({parent, c});
+        if (it == children.end()) return;  // the kernel knows nothing below
+        parent = it->second;
+      }
+      inv.entries.emplace_back(parent, name);
+      inodes.insert(parent);
+      auto it = children.find({parent, name});
+      if (it != children.end()) inodes.insert(it->second);
+    };
+    std::vector<std::string> path;
+    walk_tree(layer->root.get(), path, visit);
+    // Copied-up hard-linked files are known by their origin.
+    if (auto idx = sys::read_dir(layer->index.get())) {
+      for (const auto& e : *idx) inodes.insert(std::strtoull(e.name.c_str(), nullptr, 16));
+    }
+  }
+  inv.inodes.assign(inodes.begin(), inodes.end());
+  return inv;
+}
+
+void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_changed) {
+  root_->parts.clear();
+  for (const auto& layer : stack_.layers) {
+    auto fd = sys::open_at(layer->root.get(), ".", O_PATH | O_DIRECTORY);
+    if (fd) root_->parts.push_back(DirPart{layer, fd.take()});
+  }
+  auto nodes = inodes_.snapshot();
+  auto depth = [](const NodePtr& n) {
+    int d = 0;
+    for (const Node* p = n->parent.get(); p != nullptr; p = p->parent.get()) ++d;
+    return d;
+  };
+  std::vector<std::pair<int, NodePtr>> order;
+  for (auto& n : nodes) {
+    if (n != root_) order.emplace_back(depth(n), n);
+  }
+  std::sort(order.begin(), order.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [d, n] : order) {
+    bool uses_dropped = false;
+    if (n->is_dir()) {
+      for (const auto& part : n->parts) uses_dropped = uses_dropped || contains(dropped, part.layer->id);
+    } else {
+      uses_dropped = n->layer && contains(dropped, n->layer->id);
+    }
+    if (!uses_dropped && !(view_changed && n->is_dir())) continue;
+    if (!n->parent || n->unlinked) continue;  // reachable by no name: keeps its fds
+    if (n->parent->unlinked) {
+      n->unlinked = true;
+      n->parent.reset();
+      continue;
+    }
+    auto p = probe(*n->parent, n->name);
+    if (p && p->ino == n->ino && (p->st.st_mode & S_IFMT) == n->type) {
+      if (n->is_dir()) {
+        n->parts = std::move(p->parts);
+      } else {
+        n->layer = p->layer;
+        n->fd = std::move(p->fd);
+        n->lower_links = p->lower_links;
+        n->data_gen.fetch_add(1);
+      }
+      continue;
+    }
+    // The name now means something else (or nothing): the kernel will look
+    // it up again once its entry is invalidated.
+    n->unlinked = true;
+    n->parent.reset();
+  }
+}
+
+Invalidations Overlay::change_stack(const std::function<StackChange()>& change) {
+  std::unique_lock io(io_mu_);
+  std::unique_lock tree(tree_mu_);
+  StackChange c = change();
+  Invalidations inv;
+  if (c.view_changed) {
+    std::vector<LayerPtr> gone;
+    for (const auto& l : stack_.layers) {
+      if (contains(c.dropped, l->id)) gone.push_back(l);
+    }
+    inv = invalidations_for(gone);
+  }
+  stack_ = std::move(c.stack);
+  stack_gen_.fetch_add(1);
+  refresh_nodes(c.dropped, c.view_changed);
+  return inv;
+}
+
+}  // namespace cowfs
