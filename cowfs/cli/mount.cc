@@ -117,7 +117,7 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     Overlay overlay(store.build_stack(o.lowers), &whiteouts, store.work_fd(),
                     Overlay::Options{::geteuid() == 0});
     raise_fd_limit();
-    std::thread([&store] { store.purge_trash(); }).detach();
+    std::thread([path = o.store] { Store::purge_trash(path); }).detach();
 
     SessionConfig cfg;
     cfg.mountpoint = o.mountpoint;

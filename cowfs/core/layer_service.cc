@@ -102,11 +102,15 @@ void LayerService::apply(const std::function<std::vector<std::string>()>& op, bo
     c.dropped = op();
     c.view_changed = view_changed;
     const LayerStack& old = overlay_->stack();
-    c.stack = store_.build_stack(store_.lowers(), &old);
+    std::vector<std::string> lowers;
+    for (const auto& l : old.layers) {
+      if (!l->in_store()) lowers.push_back(l->path);
+    }
+    c.stack = store_.build_stack(lowers, &old);
     return c;
   });
   if (kernel_ != nullptr) inv.send(*kernel_);
-  std::thread([&store = store_] { store.purge_trash(); }).detach();
+  std::thread([path = store_.path()] { Store::purge_trash(path); }).detach();
 }
 
 std::string LayerService::checkpoint(const std::string& label) {

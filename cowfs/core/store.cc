@@ -326,9 +326,9 @@ void Store::collect_garbage() {
   }
 }
 
-void Store::purge_trash() const {
+void Store::purge_trash(const std::string& store_path) {
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(path_ + "/trash", ec)) {
+  for (const auto& e : std::filesystem::directory_iterator(store_path + "/trash", ec)) {
     std::filesystem::remove_all(e.path(), ec);
   }
 }
@@ -343,7 +343,7 @@ void Store::purge_trash_in_background() const {
   if (::fork() != 0) _exit(0);
   ::setsid();
   (void)!::nice(10);
-  purge_trash();
+  purge_trash(path_);
   _exit(0);
 }
 

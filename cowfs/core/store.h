@@ -94,7 +94,7 @@ class Store {
   // Deletes what is in trash/. The daemon runs it on a thread; single-
   // threaded callers use purge_trash_in_background(), a detached process, so
   // dropping a layer of any size returns at once.
-  void purge_trash() const;
+  static void purge_trash(const std::string& store_path);
   void purge_trash_in_background() const;
 
   // Throws StoreError unless label is 1-64 of [A-Za-z0-9._-]; unique says

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -83,8 +84,13 @@ class OverlayTest : public ::testing::Test {
     ASSERT_TRUE(ino) << rel << ": " << std::strerror(ino.error());
     auto fh = overlay_->open(*ino, O_RDWR);
     ASSERT_TRUE(fh) << std::strerror(fh.error());
-    auto fd = overlay_->io_fd(**fh);
-    ASSERT_EQ(::pwrite(*fd, data.data(), data.size(), off), static_cast<ssize_t>(data.size()));
+    {
+      auto lease = overlay_->write_lease(**fh);
+      ASSERT_TRUE(lease);
+      ASSERT_EQ(::pwrite(lease->fd, data.data(), data.size(), off),
+                static_cast<ssize_t>(data.size()));
+    }
+    overlay_->release(fh->get());
   }
 
   std::vector<std::string> list(const std::string& rel) {
