@@ -19,6 +19,8 @@ struct MountOptions {
   bool foreground = false;
   std::string log_level = "info";
   std::vector<std::string> fuse_opts;
+  uint64_t chunk_threshold = 1 << 20;
+  uint64_t chunk_size = 64 << 10;
 };
 void setup_mount(CLI::App& app, MountOptions& o);
 int run_mount(MountOptions o);

@@ -38,6 +38,10 @@ void setup_mount(CLI::App& app, MountOptions& o) {
   cmd->add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   cmd->add_option("-o", o.fuse_opts, "Mount options: nonempty")->delimiter(',');
+  cmd->add_option("--chunk-threshold", o.chunk_threshold,
+                  "Files at least this big (bytes) are copied up by chunk");
+  cmd->add_option("--chunk-size", o.chunk_size,
+                  "Chunk size in bytes: a power of two from 4096 to 4194304");
   cmd->add_option("MOUNTPOINT", o.mountpoint, "Where to mount")->required();
 }
 
@@ -114,8 +118,11 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
       throw StoreError("cannot read the store's whiteouts: " +
                        std::string(std::strerror(s.error())));
     }
-    Overlay overlay(store.build_stack(o.lowers), &whiteouts, store.work_fd(),
-                    Overlay::Options{::geteuid() == 0});
+    Overlay::Options opts;
+    opts.is_root = ::geteuid() == 0;
+    opts.chunk_threshold = o.chunk_threshold;
+    opts.chunk_size = static_cast<uint32_t>(o.chunk_size);
+    Overlay overlay(store.build_stack(o.lowers), &whiteouts, store.work_fd(), opts);
     raise_fd_limit();
     std::thread([path = o.store] { Store::purge_trash(path); }).detach();
 
@@ -137,7 +144,11 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
           });
           rep.send("ok\n");
         },
-        [&] { control.stop(); }, &error);
+        [&] {
+          control.stop();
+          (void)overlay.flush_all(true);
+        },
+        &error);
     if (!error.empty()) {
       cleanup_store();
       rep.send(error + "\n");
@@ -165,6 +176,11 @@ int run_mount(MountOptions o) {
     }
   }
   if (auto err = check_mount_request(req)) return fail(*err, 2);
+  if (o.chunk_size < 4096 || o.chunk_size > (4u << 20) || (o.chunk_size & (o.chunk_size - 1))) {
+    return fail("--chunk-size " + std::to_string(o.chunk_size) +
+                    " is not a power of two from 4096 to 4194304",
+                2);
+  }
   // The daemon leaves the working directory; resolve paths while we can.
   o.store = canonical_path(o.store);
   o.mountpoint = canonical_path(o.mountpoint);

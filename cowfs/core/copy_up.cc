@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "cowfs/core/chunked_file.h"
 #include "cowfs/core/overlay.h"
 #include "cowfs/core/xattr_names.h"
 #include "cowfs/sys/syscalls.h"
@@ -164,10 +165,15 @@ Status Overlay::copy_up(Node& node, bool with_data) {
 
   std::string tmp = temp_name();
   Status s;
+  bool chunked = false;
   if (S_ISREG(st->st_mode)) {
-    auto dst = sys::open_at(work_fd_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    auto dst = sys::open_at(work_fd_, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
     if (!dst) return Errno{dst.error()};
-    if (with_data && st->st_size > 0) {
+    chunked = with_data && stack_.top()->chunks.valid() &&
+              (node.chunks || static_cast<uint64_t>(st->st_size) >= opts_.chunk_threshold);
+    if (chunked) {
+      s = copy_up_chunked(node, *st, tmp, *dst);
+    } else if (with_data && st->st_size > 0) {
       auto src = sys::reopen(node.fd.get(), O_RDONLY);
       s = src ? copy_file_data(src->get(), dst->get(), st->st_size) : Status(Errno{src.error()});
     }
@@ -220,8 +226,57 @@ Status Overlay::copy_up(Node& node, bool with_data) {
   }
   node.fd = std::move(tfd);
   node.layer = stack_.top();
+  node.chunks.reset();
+  if (chunked) {
+    auto loaded = ChunkedFile::load(stack_, 0, node.ino);
+    if (!loaded) return Errno{loaded.error()};
+    node.chunks = loaded.take();
+  }
   node.data_gen.fetch_add(1);
   return {};
+}
+
+namespace {
+
+// The path of the object at fd below the root of the layer at root_fd.
+Result<std::string> path_below(int fd, int root_fd) {
+  auto here = sys::readlink_at(AT_FDCWD, sys::proc_path(fd).c_str());
+  auto root = sys::readlink_at(AT_FDCWD, sys::proc_path(root_fd).c_str());
+  if (!here || !root) return Errno{EIO};
+  const size_t skip = root->size() + (*root == "/" ? 0 : 1);
+  if (here->size() <= skip || here->compare(0, root->size(), *root) != 0) return Errno{EIO};
+  return here->substr(skip);
+}
+
+}  // namespace
+
+Status Overlay::copy_up_chunked(Node& node, const struct stat& st, const std::string& tmp,
+                                UniqueFd& dst) {
+  const Layer& top = *stack_.top();
+  COWFS_TRY(sys::truncate_fd(dst.get(), st.st_size));
+  ChunkMap map(node.chunks ? node.chunks->chunk_size() : opts_.chunk_size,
+               static_cast<uint64_t>(st.st_size));
+  if (!node.chunks) {
+    // The first chunked copy: remember where the untouched bytes live.
+    if (node.layer->in_store()) {
+      const std::string base = chunk_base_name(node.ino);
+      (void)sys::unlink_at(top.chunks.get(), base.c_str(), 0);
+      if (::linkat(AT_FDCWD, sys::proc_path(node.fd.get()).c_str(), top.chunks.get(),
+                   base.c_str(), AT_SYMLINK_FOLLOW) < 0) {
+        return Errno{errno};
+      }
+      map.set_base("S");
+    } else {
+      auto rel = path_below(node.fd.get(), node.layer->root.get());
+      if (!rel) return Errno{rel.error()};
+      map.set_base("L" + std::to_string(node.layer->lower_index) + ":" + *rel);
+    }
+  }
+  COWFS_TRY(write_map_file(top.chunks.get(), node.ino, map, true));
+  const std::string data = chunk_data_name(node.ino);
+  (void)sys::unlink_at(top.chunks.get(), data.c_str(), 0);
+  COWFS_TRY(sys::link_at(work_fd_, tmp.c_str(), top.chunks.get(), data.c_str(), 0));
+  return sys::set_xattr(dst.get(), kChunkedXattr, "1", 0);
 }
 
 }  // namespace cowfs

@@ -28,6 +28,7 @@ struct Layer {
   dev_t dev = 0;
   UniqueFd root;   // O_PATH | O_DIRECTORY of the layer's tree
   UniqueFd index;  // store layers: index/ directory (hard-link origins); else invalid
+  UniqueFd chunks;  // store layers: chunks/ directory (chunked copies); else invalid
 
   bool writable() const { return kind == Kind::kTop; }
   bool in_store() const { return kind != Kind::kLower; }

@@ -31,6 +31,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cowfs/core/chunked_file.h"
 #include "cowfs/core/layer.h"
 #include "cowfs/sys/unique_fd.h"
 
@@ -73,6 +74,8 @@ class Node {
   // TREE, regular files copied up from a multiply linked lower file: how
   // many of its lower names still resolve to it (-1: not such a file).
   int lower_links = -1;
+  // TREE, regular files copied up by chunk: their copies and base.
+  ChunkedPtr chunks;
 
   // Bumped whenever the backing file changes (copy-up), so open handles
   // know to reopen.

@@ -124,6 +124,13 @@ Result<Overlay::Probe> Overlay::probe(const Node& dir, const std::string& name) 
           p.lower_links = static_cast<int>(parse_u64(*links).value_or(0));
         }
       }
+      if (p.layer->in_store() && S_ISREG(p.st.st_mode) && has_xattr(p.fd.get(), kChunkedXattr)) {
+        size_t li = 0;
+        while (li < stack_.size() && stack_.layers[li]->id != p.layer->id) ++li;
+        auto chunks = ChunkedFile::load(stack_, li, p.ino);
+        if (!chunks) return Errno{chunks.error()};
+        p.chunks = chunks.take();
+      }
       return p;
     }
     if (!found_dir) {
@@ -155,6 +162,7 @@ Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bo
     fresh->layer = p->layer;
     fresh->fd = std::move(p->fd);
     fresh->lower_links = p->lower_links;
+    fresh->chunks = std::move(p->chunks);
   }
   NodePtr n = inodes_.intern(fresh, count);
   if (n != fresh) {
@@ -167,6 +175,7 @@ Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bo
         n->fd = std::move(fresh->fd);
         n->parts = std::move(fresh->parts);
         n->lower_links = fresh->lower_links;
+        n->chunks = fresh->chunks;
       }
       n->parent = dir;
       n->name = name;
@@ -234,6 +243,11 @@ Result<struct stat> Overlay::setattr(uint64_t ino, const SetAttr& a, FileHandle*
   }
   if (a.size) {
     if (n->is_dir()) return Errno{EISDIR};
+    if (n->chunks) {
+      auto cur = sys::stat_fd(fd);
+      if (!cur) return Errno{cur.error()};
+      COWFS_TRY(n->chunks->truncate(stack_.top(), a.values.st_size, cur->st_size));
+    }
     if (fh != nullptr && fh->writable() && fh->gen_ == n->data_gen.load() &&
         fh->stack_gen_ == stack_gen_.load()) {
       // The handle's own fd: ftruncate must work whatever the file's mode.
@@ -300,6 +314,12 @@ void Overlay::register_handle(FileHandle* fh) {
 
 void Overlay::release(FileHandle* fh) {
   if (fh->writable()) {
+    ChunkedPtr chunks;
+    {
+      std::shared_lock tree(tree_mu_);
+      chunks = fh->node->chunks;
+    }
+    if (chunks) (void)chunks->flush(false);
     std::lock_guard lock(handles_mu_);
     writers_.erase(fh);
   }
@@ -342,11 +362,82 @@ Result<int> Overlay::io_fd(FileHandle& fh) {
   return reopen_handle(fh);
 }
 
-Result<WriteLease> Overlay::write_lease(FileHandle& fh) {
+Result<WriteLease> Overlay::write_lease(FileHandle& fh, off_t offset, size_t length) {
   std::shared_lock lock(io_mu_);
   auto fd = io_fd(fh);
   if (!fd) return Errno{fd.error()};
+  ChunkedPtr chunks;
+  {
+    std::shared_lock tree(tree_mu_);
+    chunks = fh.node->chunks;
+  }
+  if (chunks) COWFS_TRY(chunks->prepare_write(stack_.top(), offset, length));
   return WriteLease{*fd, std::move(lock)};
+}
+
+bool Overlay::is_chunked(const FileHandle& fh) const {
+  std::shared_lock tree(tree_mu_);
+  return fh.node->chunks != nullptr;
+}
+
+Result<Overlay::ReadPlan> Overlay::read_plan(FileHandle& fh, off_t offset, size_t length) {
+  auto fd = io_fd(fh);
+  if (!fd) return Errno{fd.error()};
+  ReadPlan plan;
+  {
+    std::shared_lock tree(tree_mu_);
+    plan.keep = fh.node->chunks;
+  }
+  if (!plan.keep) {
+    plan.pieces.push_back({*fd, offset, length});
+    return plan;
+  }
+  auto st = sys::stat_fd(*fd);
+  if (!st) return Errno{st.error()};
+  auto pieces = plan.keep->plan_read(offset, length, st->st_size);
+  if (!pieces) return Errno{pieces.error()};
+  plan.pieces = pieces.take();
+  return plan;
+}
+
+Result<off_t> Overlay::seek(FileHandle& fh, off_t offset, int whence) {
+  auto fd = io_fd(fh);
+  if (!fd) return Errno{fd.error()};
+  if (is_chunked(fh) && (whence == SEEK_DATA || whence == SEEK_HOLE)) {
+    // Which chunks hold data is spread over layers; calling it all data is
+    // what filesystems without hole tracking do, and is always correct.
+    auto st = sys::stat_fd(*fd);
+    if (!st) return Errno{st.error()};
+    if (offset >= st->st_size) return Errno{ENXIO};
+    return whence == SEEK_DATA ? offset : st->st_size;
+  }
+  off_t r = ::lseek(*fd, offset, whence);
+  if (r < 0) return Errno{errno};
+  return r;
+}
+
+Status Overlay::fsync(FileHandle& fh, bool datasync) {
+  auto fd = io_fd(fh);
+  if (!fd) return Errno{fd.error()};
+  COWFS_TRY(sys::fsync_fd(*fd, datasync));
+  ChunkedPtr chunks;
+  {
+    std::shared_lock tree(tree_mu_);
+    chunks = fh.node->chunks;
+  }
+  if (chunks) COWFS_TRY(chunks->flush(true));
+  return {};
+}
+
+Status Overlay::flush_all(bool sync) {
+  Status result;
+  for (const auto& n : inodes_.snapshot()) {
+    ChunkedPtr chunks = n->chunks;
+    if (!chunks) continue;
+    Status s = chunks->flush(sync);
+    if (!s.ok()) result = s;
+  }
+  return result;
 }
 
 Result<struct stat> Overlay::top_entry(Node& dir, const std::string& name) {

@@ -125,6 +125,9 @@ class Overlay {
  public:
   struct Options {
     bool is_root = true;  // may set owners of new files to the caller's
+    // Regular files at least this big are copied up by chunk.
+    uint64_t chunk_threshold = 1 << 20;
+    uint32_t chunk_size = 64 << 10;
   };
 
   // stack must be built by Store::build_stack; whiteouts initialised.
@@ -165,7 +168,21 @@ class Overlay {
   // The fd for a write through fh, held steady until the lease is dropped:
   // a checkpoint waits for it, and a write after a checkpoint copies the
   // file up into the new top first.
-  Result<WriteLease> write_lease(FileHandle& fh);
+  // [offset, offset+length) is the range about to be written (chunked files
+  // make the chunks it touches present first).
+  Result<WriteLease> write_lease(FileHandle& fh, off_t offset, size_t length);
+  // Where the bytes of a read come from: pieces of fds (or zeros), valid
+  // while the plan lives.
+  struct ReadPlan {
+    std::vector<ReadPiece> pieces;
+    ChunkedPtr keep;
+  };
+  Result<ReadPlan> read_plan(FileHandle& fh, off_t offset, size_t length);
+  Result<off_t> seek(FileHandle& fh, off_t offset, int whence);
+  Status fsync(FileHandle& fh, bool datasync);
+  // Persists chunk maps of every chunked file (unmount, checkpoint).
+  Status flush_all(bool sync);
+  bool is_chunked(const FileHandle& fh) const;
   // Forgets an open handle (FUSE release).
   void release(FileHandle* fh);
 
@@ -200,6 +217,7 @@ class Overlay {
     std::vector<DirPart> parts;  // directories
     uint64_t ino = 0;
     int lower_links = -1;
+    ChunkedPtr chunks;
   };
   Result<Probe> probe(const Node& dir, const std::string& name) const;
   Result<NodePtr> resolve(const NodePtr& dir, const std::string& name, bool count);
@@ -210,6 +228,8 @@ class Overlay {
   // Copy-up and top-layer helpers; all need tree_mu_ held exclusively.
   Result<int> top_dir(Node& dir);
   Status copy_up(Node& node, bool with_data = true);
+  Status copy_up_chunked(Node& node, const struct stat& st, const std::string& tmp,
+                         UniqueFd& tfd);
   bool lower_has(const Node& dir, const std::string& name) const;
   Result<struct stat> top_entry(Node& dir, const std::string& name);
   Status place(Node& dir, const std::string& name, const std::string& tmp_name);

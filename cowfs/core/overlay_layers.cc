@@ -142,6 +142,7 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
         n->layer = p->layer;
         n->fd = std::move(p->fd);
         n->lower_links = p->lower_links;
+        n->chunks = std::move(p->chunks);
         n->data_gen.fetch_add(1);
       }
       continue;
@@ -156,6 +157,8 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
 Invalidations Overlay::change_stack(const std::function<StackChange()>& change) {
   std::unique_lock io(io_mu_);
   std::unique_lock tree(tree_mu_);
+  // Frozen layers must hold their chunk maps, durably, before they freeze.
+  (void)flush_all(true);
   StackChange c = change();
   Invalidations inv;
   if (c.view_changed) {

@@ -162,6 +162,7 @@ void Store::create_layer_dirs(const std::string& id) {
   UniqueFd layer = open_dir(layers.get(), tmp.c_str(), "store layer " + id);
   ensure_dir(layer.get(), "tree");
   ensure_dir(layer.get(), "index");
+  ensure_dir(layer.get(), "chunks");
   // The tree's root is visible as the mount's root; give it the usual mode.
   ::fchmodat(layer.get(), "tree", 0755, 0);
   if (::renameat(layers.get(), tmp.c_str(), layers.get(), id.c_str()) < 0) {
@@ -210,6 +211,8 @@ LayerStack Store::build_stack(const std::vector<std::string>& lowers,
     UniqueFd dir = open_dir(layers.get(), it->id.c_str(), "store layer " + it->id);
     l->root = open_dir(dir.get(), "tree", "store layer " + it->id + " tree");
     l->index = open_dir(dir.get(), "index", "store layer " + it->id + " index");
+    auto chunks = sys::open_at(dir.get(), "chunks", O_RDONLY | O_DIRECTORY);
+    if (chunks) l->chunks = chunks.take();
     l->dev = dev_;
     stack.layers.push_back(std::move(l));
   }

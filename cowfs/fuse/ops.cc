@@ -13,6 +13,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <vector>
 
 #include "cowfs/fuse/session.h"
 
@@ -231,16 +232,42 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   });
 }
 
+// Zeros for the parts of a chunked file that read as zero.
+const char* zeros(size_t n) {
+  static const std::vector<char> buf(4 << 20, 0);
+  return n <= buf.size() ? buf.data() : nullptr;
+}
+
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   (void)ino;
   guarded(req, "read", [&] {
-    auto fd = ov(req).io_fd(*handle(fi));
-    if (!fd) return (void)fuse_reply_err(req, fd.error());
-    fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-    buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-    buf.buf[0].fd = *fd;
-    buf.buf[0].pos = off;
-    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+    auto plan = ov(req).read_plan(*handle(fi), off, size);
+    if (!plan) return (void)fuse_reply_err(req, plan.error());
+    const auto& pieces = plan->pieces;
+    if (pieces.empty()) return (void)fuse_reply_buf(req, nullptr, 0);
+    // fuse_bufvec ends in a one-element array; make room for every piece.
+    std::vector<char> storage(sizeof(fuse_bufvec) + pieces.size() * sizeof(fuse_buf));
+    auto* buf = reinterpret_cast<fuse_bufvec*>(storage.data());
+    size_t total = 0;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      fuse_buf& b = buf->buf[i];
+      b = fuse_buf{};
+      b.size = pieces[i].length;
+      if (pieces[i].fd < 0) {
+        b.mem = const_cast<char*>(zeros(pieces[i].length));
+        if (b.mem == nullptr) return (void)fuse_reply_err(req, EIO);
+      } else {
+        b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+        b.fd = pieces[i].fd;
+        b.pos = pieces[i].offset;
+      }
+      total += pieces[i].length;
+    }
+    buf->count = pieces.size();
+    buf->idx = 0;
+    buf->off = 0;
+    (void)total;
+    fuse_reply_data(req, buf, FUSE_BUF_SPLICE_MOVE);
   });
 }
 
@@ -248,9 +275,10 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
                   fuse_file_info* fi) {
   (void)ino;
   guarded(req, "write", [&] {
-    auto lease = ov(req).write_lease(*handle(fi));
+    const size_t size = fuse_buf_size(in);
+    auto lease = ov(req).write_lease(*handle(fi), off, size);
     if (!lease) return (void)fuse_reply_err(req, lease.error());
-    fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+    fuse_bufvec out = FUSE_BUFVEC_INIT(size);
     out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     out.buf[0].fd = lease->fd;
     out.buf[0].pos = off;
@@ -276,12 +304,8 @@ void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   (void)ino;
-  guarded(req, "fsync", [&] {
-    auto fd = ov(req).io_fd(*handle(fi));
-    if (!fd) return (void)fuse_reply_err(req, fd.error());
-    int r = datasync ? ::fdatasync(*fd) : ::fsync(*fd);
-    fuse_reply_err(req, r < 0 ? errno : 0);
-  });
+  guarded(req, "fsync",
+          [&] { fuse_reply_err(req, ov(req).fsync(*handle(fi), datasync != 0).error()); });
 }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -420,7 +444,7 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
                   fuse_file_info* fi) {
   (void)ino;
   guarded(req, "fallocate", [&] {
-    auto lease = ov(req).write_lease(*handle(fi));
+    auto lease = ov(req).write_lease(*handle(fi), offset, static_cast<size_t>(length));
     if (!lease) return (void)fuse_reply_err(req, lease.error());
     int r = ::fallocate(lease->fd, mode, offset, length);
     fuse_reply_err(req, r < 0 ? errno : 0);
@@ -430,11 +454,9 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
 void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
   (void)ino;
   guarded(req, "lseek", [&] {
-    auto fd = ov(req).io_fd(*handle(fi));
-    if (!fd) return (void)fuse_reply_err(req, fd.error());
-    off_t r = ::lseek(*fd, off, whence);
-    if (r < 0) return (void)fuse_reply_err(req, errno);
-    fuse_reply_lseek(req, r);
+    auto r = ov(req).seek(*handle(fi), off, whence);
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    fuse_reply_lseek(req, *r);
   });
 }
 
@@ -444,9 +466,14 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_fi
   (void)ino_in;
   (void)ino_out;
   guarded(req, "copy_file_range", [&] {
+    // A chunked file's bytes are spread over layers: let the kernel fall
+    // back to reading and writing.
+    if (ov(req).is_chunked(*handle(fi_in)) || ov(req).is_chunked(*handle(fi_out))) {
+      return (void)fuse_reply_err(req, EOPNOTSUPP);
+    }
     auto in = ov(req).io_fd(*handle(fi_in));
     if (!in) return (void)fuse_reply_err(req, in.error());
-    auto out = ov(req).write_lease(*handle(fi_out));
+    auto out = ov(req).write_lease(*handle(fi_out), off_out, len);
     if (!out) return (void)fuse_reply_err(req, out.error());
     loff_t oi = off_in, oo = off_out;
     ssize_t n = ::copy_file_range(*in, &oi, out->fd, &oo, len, static_cast<unsigned>(flags));

@@ -28,8 +28,12 @@ Result<std::string> get_xattr_at(int dirfd, const char* name, const char* xname)
 }
 
 Result<UniqueFd> open_dir_beneath(int root_fd, const char* rel) {
+  return open_beneath(root_fd, rel, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+}
+
+Result<UniqueFd> open_beneath(int root_fd, const char* rel, int flags) {
   struct open_how how {};
-  how.flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   long fd = ::syscall(SYS_openat2, root_fd, rel, &how, sizeof how);
   if (fd < 0) return last_errno();

@@ -56,6 +56,7 @@ Result<std::string> get_xattr_at(int dirfd, const char* name, const char* xname)
 // Opens rel below root_fd as O_PATH directory, never leaving root_fd and
 // never following a symlink (for redirects stored in the store).
 Result<UniqueFd> open_dir_beneath(int root_fd, const char* rel);
+Result<UniqueFd> open_beneath(int root_fd, const char* rel, int flags);
 
 struct DirEntry {
   std::string name;

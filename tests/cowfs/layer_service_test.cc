@@ -87,12 +87,12 @@ TEST_F(LayerServiceTest, WriterOpenedBeforeCheckpointWritesToTheNewTop) {
   auto fh = overlay_->open(*walk("f"), O_RDWR);
   ASSERT_TRUE(fh);
   {
-    auto lease = overlay_->write_lease(**fh);
+    auto lease = overlay_->write_lease(**fh, 0, 1);
     ASSERT_EQ(::pwrite(lease->fd, "1", 1, 0), 1);
   }
   service_->checkpoint("A");
   {
-    auto lease = overlay_->write_lease(**fh);
+    auto lease = overlay_->write_lease(**fh, 1, 1);
     ASSERT_TRUE(lease);
     ASSERT_EQ(::pwrite(lease->fd, "2", 1, 1), 1);
   }

@@ -42,13 +42,13 @@ class OverlayTest : public ::testing::Test {
   }
 
   // (Re)opens the store and builds a fresh overlay, as a remount would.
-  void mount() {
+  void mount(Overlay::Options opts = Overlay::Options{::geteuid() == 0}) {
     overlay_.reset();
     whiteouts_ = std::make_unique<Whiteouts>();
     store_ = std::make_unique<Store>(Store::open(root_ + "/store", true));
     ASSERT_TRUE(whiteouts_->init(store_->whiteouts_fd(), store_->dev()).ok());
     overlay_ = std::make_unique<Overlay>(store_->build_stack({lower_}), whiteouts_.get(),
-                                         store_->work_fd(), Overlay::Options{::geteuid() == 0});
+                                         store_->work_fd(), opts);
   }
 
   // Walks rel from the root; returns the inode number or the errno.
@@ -67,14 +67,19 @@ class OverlayTest : public ::testing::Test {
     if (!ino) return std::nullopt;
     auto fh = overlay_->open(*ino, O_RDONLY);
     if (!fh) return std::nullopt;
-    auto fd = overlay_->io_fd(**fh);
+    auto st = overlay_->getattr(*ino);
+    auto plan = overlay_->read_plan(**fh, 0, static_cast<size_t>(st->st_size));
+    if (!plan) return std::nullopt;
     std::string out;
-    char buf[4096];
-    ssize_t n;
-    off_t off = 0;
-    while ((n = ::pread(*fd, buf, sizeof buf, off)) > 0) {
-      out.append(buf, static_cast<size_t>(n));
-      off += n;
+    for (const auto& p : plan->pieces) {
+      std::string piece(p.length, '\0');
+      if (p.fd >= 0) {
+        ssize_t n = ::pread(p.fd, piece.data(), p.length, p.offset);
+        if (n < 0) return std::nullopt;
+        piece.resize(static_cast<size_t>(n));
+        piece.resize(p.length, '\0');  // past the end of a sparse source
+      }
+      out += piece;
     }
     return out;
   }
@@ -85,7 +90,7 @@ class OverlayTest : public ::testing::Test {
     auto fh = overlay_->open(*ino, O_RDWR);
     ASSERT_TRUE(fh) << std::strerror(fh.error());
     {
-      auto lease = overlay_->write_lease(**fh);
+      auto lease = overlay_->write_lease(**fh, off, data.size());
       ASSERT_TRUE(lease);
       ASSERT_EQ(::pwrite(lease->fd, data.data(), data.size(), off),
                 static_cast<ssize_t>(data.size()));

@@ -1,0 +1,229 @@
+#include "cowfs/core/chunked_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "cowfs/sys/syscalls.h"
+
+namespace cowfs {
+namespace {
+
+std::string hex(uint64_t ino) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, ino);
+  return buf;
+}
+
+Result<std::string> read_whole(int dirfd, const std::string& name) {
+  auto fd = sys::open_at(dirfd, name.c_str(), O_RDONLY);
+  if (!fd) return Errno{fd.error()};
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd->get(), buf, sizeof buf);
+    if (n < 0) return Errno{errno};
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+Status pwrite_all(int fd, const char* p, size_t n, off_t off) {
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd, p, n, off);
+    if (w < 0) return Errno{errno};
+    p += w;
+    n -= static_cast<size_t>(w);
+    off += w;
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string chunk_data_name(uint64_t ino) { return hex(ino); }
+std::string chunk_map_name(uint64_t ino) { return hex(ino) + ".map"; }
+std::string chunk_base_name(uint64_t ino) { return hex(ino) + ".base"; }
+
+Status write_map_file(int dirfd, uint64_t ino, const ChunkMap& map, bool sync) {
+  const std::string name = chunk_map_name(ino);
+  const std::string tmp = name + ".tmp";
+  auto fd = sys::open_at(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (!fd) return Errno{fd.error()};
+  const std::string bytes = map.serialize();
+  COWFS_TRY(pwrite_all(fd->get(), bytes.data(), bytes.size(), 0));
+  if (sync) COWFS_TRY(sys::fsync_fd(fd->get(), true));
+  COWFS_TRY(sys::rename_at(dirfd, tmp.c_str(), dirfd, name.c_str()));
+  if (sync) {
+    auto d = sys::reopen(dirfd, O_RDONLY | O_DIRECTORY);
+    if (d) (void)sys::fsync_fd(d->get());
+  }
+  return {};
+}
+
+Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, size_t from,
+                                                       uint64_t ino) {
+  auto cf = std::make_shared<ChunkedFile>();
+  cf->ino_ = ino;
+  for (size_t i = from; i < stack.size(); ++i) {
+    const LayerPtr& layer = stack.layers[i];
+    if (!layer->in_store()) break;
+    if (!layer->chunks.valid()) continue;
+    auto bytes = read_whole(layer->chunks.get(), chunk_map_name(ino));
+    if (!bytes) continue;
+    auto map = ChunkMap::parse(*bytes);
+    if (!map) return Errno{EIO};  // a damaged map is never guessed at
+    const bool top = layer == stack.top();
+    auto data = sys::open_at(layer->chunks.get(), chunk_data_name(ino).c_str(),
+                             top ? O_RDWR : O_RDONLY);
+    if (!data) return Errno{data.error()};
+    const bool rooted = !map->chained();
+    const std::string base = map->base();
+    cf->copies_.push_back(ChunkedCopy{layer, data.take(), std::move(*map), false});
+    if (!rooted) continue;
+    Result<UniqueFd> b = Errno{ENOENT};
+    if (base == "S") {
+      b = sys::open_at(layer->chunks.get(), chunk_base_name(ino).c_str(), O_RDONLY);
+    } else if (base.size() > 2 && base[0] == 'L') {
+      size_t colon = base.find(':');
+      int n = std::atoi(base.substr(1, colon - 1).c_str());
+      for (const auto& l : stack.layers) {
+        if (!l->in_store() && l->lower_index == n) {
+          b = sys::open_beneath(l->root.get(), base.substr(colon + 1).c_str(), O_RDONLY);
+        }
+      }
+    }
+    if (!b) return Errno{EIO};  // the base vanished: a lower changed under the store
+    cf->base_ = b.take();
+    auto st = sys::stat_fd(cf->base_.get());
+    cf->base_size_ = st ? st->st_size : 0;
+    break;
+  }
+  if (cf->copies_.empty()) return Errno{EIO};
+  cf->chunk_size_ = cf->copies_.front().map.chunk_size();
+  return cf;
+}
+
+Result<std::vector<ReadPiece>> ChunkedFile::plan_locked(off_t offset, size_t length,
+                                                        off_t file_size) {
+  std::vector<ReadPiece> out;
+  if (offset >= file_size) return out;
+  length = std::min<size_t>(length, static_cast<size_t>(file_size - offset));
+  std::vector<const ChunkMap*> maps;
+  for (const auto& c : copies_) maps.push_back(&c.map);
+  for (const auto& seg : resolve_chunks(maps, static_cast<uint64_t>(base_size_),
+                                        static_cast<uint64_t>(offset), length)) {
+    int fd = -1;
+    if (seg.source >= 0) fd = copies_[static_cast<size_t>(seg.source)].data.get();
+    if (seg.source == Segment::kBase) fd = base_.get();
+    out.push_back({fd, static_cast<off_t>(seg.offset), static_cast<size_t>(seg.length)});
+  }
+  return out;
+}
+
+Result<std::vector<ReadPiece>> ChunkedFile::plan_read(off_t offset, size_t length,
+                                                      off_t file_size) {
+  std::lock_guard lock(mu_);
+  return plan_locked(offset, length, file_size);
+}
+
+Status ChunkedFile::materialize(uint64_t chunk, off_t file_size) {
+  ChunkedCopy& top = copies_.front();
+  const off_t start = static_cast<off_t>(chunk * chunk_size_);
+  if (start < file_size) {
+    const size_t len = static_cast<size_t>(std::min<off_t>(chunk_size_, file_size - start));
+    auto plan = plan_locked(start, len, file_size);
+    if (!plan) return Errno{plan.error()};
+    std::vector<char> buf;
+    for (const auto& p : *plan) {
+      if (p.fd == top.data.get()) continue;  // cannot happen: the top lacks the chunk
+      if (p.fd < 0) {
+        // Bytes that must read as zero: drop whatever an unsynced earlier
+        // write may have left in the top copy.
+        if (::fallocate(top.data.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, p.offset,
+                        static_cast<off_t>(p.length)) < 0 &&
+            errno != EOPNOTSUPP) {
+          return Errno{errno};
+        }
+        continue;
+      }
+      buf.resize(p.length);
+      size_t got = 0;
+      while (got < p.length) {
+        ssize_t n = ::pread(p.fd, buf.data() + got, p.length - got, p.offset + static_cast<off_t>(got));
+        if (n < 0) return Errno{errno};
+        if (n == 0) break;
+        got += static_cast<size_t>(n);
+      }
+      std::fill(buf.begin() + static_cast<long>(got), buf.end(), 0);
+      COWFS_TRY(pwrite_all(top.data.get(), buf.data(), buf.size(), p.offset));
+    }
+  }
+  top.map.set(chunk);
+  top.dirty = true;
+  return {};
+}
+
+Status ChunkedFile::prepare_write(const LayerPtr& top_layer, off_t offset, size_t length) {
+  std::lock_guard lock(mu_);
+  if (copies_.empty() || copies_.front().layer != top_layer) return Errno{EIO};
+  if (length == 0) return {};
+  auto st = sys::stat_fd(copies_.front().data.get());
+  if (!st) return Errno{st.error()};
+  const uint64_t cs = chunk_size_;
+  const uint64_t first = static_cast<uint64_t>(offset) / cs;
+  const uint64_t last = (static_cast<uint64_t>(offset) + length - 1) / cs;
+  ChunkMap& map = copies_.front().map;
+  for (uint64_t c = first; c <= last; ++c) {
+    if (map.has(c)) continue;
+    const bool whole = static_cast<uint64_t>(offset) <= c * cs &&
+                       static_cast<uint64_t>(offset) + length >= (c + 1) * cs;
+    if (whole) {
+      map.set(c);
+      copies_.front().dirty = true;
+    } else {
+      COWFS_TRY(materialize(c, st->st_size));
+    }
+  }
+  return {};
+}
+
+Status ChunkedFile::truncate(const LayerPtr& top_layer, off_t new_size, off_t old_size) {
+  std::lock_guard lock(mu_);
+  if (copies_.empty() || copies_.front().layer != top_layer) return Errno{EIO};
+  if (new_size >= old_size) return {};
+  ChunkedCopy& top = copies_.front();
+  top.map.lower_floor(static_cast<uint64_t>(new_size));
+  top.map.clear_from((static_cast<uint64_t>(new_size) + chunk_size_ - 1) / chunk_size_);
+  // Durable before the data shrinks, so cut bytes cannot resurface.
+  return save(top, true);
+}
+
+Status ChunkedFile::save(ChunkedCopy& c, bool sync) {
+  if (!c.dirty && !sync) return {};
+  COWFS_TRY(write_map_file(c.layer->chunks.get(), ino_, c.map, sync));
+  c.dirty = false;
+  return {};
+}
+
+Status ChunkedFile::flush(bool sync) {
+  std::lock_guard lock(mu_);
+  for (auto& c : copies_) {
+    if (!c.dirty) continue;
+    if (sync) COWFS_TRY(sys::fsync_fd(c.data.get(), true));
+    COWFS_TRY(save(c, sync));
+  }
+  return {};
+}
+
+uint64_t ChunkedFile::top_chunk_bytes() const {
+  std::lock_guard lock(mu_);
+  if (copies_.empty()) return 0;
+  return copies_.front().map.count() * chunk_size_;
+}
+
+}  // namespace cowfs

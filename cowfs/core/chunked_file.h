@@ -1,0 +1,100 @@
+// ChunkedFile: the runtime state of a file copied up by chunk — its copies
+// in the store layers (each a sparse data file and a ChunkMap) and its base.
+//
+// Reads are planned into segments (which fd and offset supplies each piece,
+// or zeros); writes first make the chunks they only partly cover whole in
+// the top copy. Maps are kept in memory and persisted on fsync, release and
+// checkpoint: the data is fdatasynced before the map that points at it, so
+// a crash can lose unsynced writes but never presents a half-copied chunk.
+// A truncate persists the lowered floor at once, so truncated bytes never
+// come back after a crash.
+//
+// Thread-safety: all members lock mu_.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cowfs/core/chunk_map.h"
+#include "cowfs/core/layer.h"
+#include "cowfs/sys/result.h"
+#include "cowfs/sys/unique_fd.h"
+
+namespace cowfs {
+
+inline constexpr const char* kChunkedXattr = "user.cowfs.chunked";
+
+struct ChunkedCopy {
+  LayerPtr layer;
+  UniqueFd data;  // O_RDWR for the top copy, O_RDONLY below
+  ChunkMap map;
+  bool dirty = false;
+};
+
+struct ReadPiece {
+  int fd;  // -1: zeros
+  off_t offset;
+  size_t length;
+};
+
+class ChunkedFile {
+ public:
+  // Loads the copies of the file with origin ino from the store layers of
+  // stack, starting at the layer that holds its topmost copy.
+  static Result<std::shared_ptr<ChunkedFile>> load(const LayerStack& stack, size_t from_layer,
+                                                   uint64_t ino);
+
+  // Makes a chunked copy of the file in the top layer, chained onto this
+  // one, or (when this is null) rooted on base. Returns the data file's
+  // name in work/ for the caller to move into the tree. See copy_up.cc.
+  uint32_t chunk_size() const { return chunk_size_; }
+
+  Result<std::vector<ReadPiece>> plan_read(off_t offset, size_t length, off_t file_size);
+  // Makes every chunk that [offset, offset+length) touches present in the
+  // top copy, copying from below the parts the write will not cover.
+  Status prepare_write(const LayerPtr& top, off_t offset, size_t length);
+  Status truncate(const LayerPtr& top, off_t new_size, off_t old_size);
+  // Persists dirty maps; with sync, data first, then the maps, durably.
+  Status flush(bool sync);
+  // Bytes the top copy holds in chunks (for reports).
+  uint64_t top_chunk_bytes() const;
+
+  std::vector<ChunkedCopy>& copies() { return copies_; }
+
+  // The top copy's data fd (the file's name in the tree), for I/O.
+  int top_fd() const { return copies_.empty() ? -1 : copies_.front().data.get(); }
+
+  // Adds a fresh top copy (after a chunked copy-up made its files).
+  void push_top(ChunkedCopy copy) {
+    std::lock_guard lock(mu_);
+    copies_.insert(copies_.begin(), std::move(copy));
+  }
+
+ private:
+  Status materialize(uint64_t chunk, off_t file_size);
+  Result<std::vector<ReadPiece>> plan_locked(off_t offset, size_t length, off_t file_size);
+  Status save(ChunkedCopy& c, bool sync);
+
+  mutable std::mutex mu_;
+  uint32_t chunk_size_ = 0;
+  std::vector<ChunkedCopy> copies_;  // top first; GUARDED_BY(mu_)
+  UniqueFd base_;                    // O_RDONLY; invalid if the file had no base
+  off_t base_size_ = 0;
+  uint64_t ino_ = 0;
+};
+
+using ChunkedPtr = std::shared_ptr<ChunkedFile>;
+
+// Where chunk files of origin ino live in a layer's chunks/ directory.
+std::string chunk_data_name(uint64_t ino);
+std::string chunk_map_name(uint64_t ino);
+std::string chunk_base_name(uint64_t ino);
+
+// Writes map as chunks/<ino>.map of dirfd, atomically (aside, then rename).
+Status write_map_file(int chunks_dirfd, uint64_t ino, const ChunkMap& map, bool sync);
+
+}  // namespace cowfs

@@ -1,0 +1,119 @@
+// Chunked copy-up, differentially: every operation is applied to a big file
+// through the overlay and to a plain string; they must agree after each step,
+// across checkpoints, rewinds and remounts.
+#include <random>
+
+#include "cowfs/core/layer_service.h"
+#include "tests/cowfs/overlay_fixture.h"
+
+namespace cowfs::testing {
+namespace {
+
+constexpr uint32_t kChunk = 64 << 10;
+
+class ChunkedTest : public OverlayTest {
+ protected:
+  Overlay::Options opts() {
+    Overlay::Options o{::geteuid() == 0};
+    o.chunk_threshold = 1 << 20;
+    o.chunk_size = kChunk;
+    return o;
+  }
+  void remount() {
+    service_.reset();
+    mount(opts());
+    service_ = std::make_unique<LayerService>(*store_, *whiteouts_, overlay_.get(), nullptr);
+  }
+  uint64_t top_bytes() {
+    uint64_t total = 0;
+    for (auto& e : std::filesystem::recursive_directory_iterator(
+             store_->path() + "/layers/" + store_->records().back().id)) {
+      struct stat st {};
+      if (::lstat(e.path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+        total += static_cast<uint64_t>(st.st_blocks) * 512;
+      }
+    }
+    return total;
+  }
+  void truncate(const std::string& rel, off_t size) {
+    SetAttr a;
+    a.size = true;
+    a.values.st_size = size;
+    ASSERT_TRUE(overlay_->setattr(*walk(rel), a, nullptr));
+  }
+  std::unique_ptr<LayerService> service_;
+};
+
+TEST_F(ChunkedTest, FirstWriteCopiesOneChunkNotTheFile) {
+  std::string big(8 << 20, 'a');
+  write_lower("db", big);
+  remount();
+  write("db", "XYZ", 5 << 20);
+  big.replace(5 << 20, 3, "XYZ");
+  EXPECT_EQ(read("db"), big);
+  EXPECT_LE(top_bytes(), 2u * kChunk + 64 * 1024);  // the chunk, its map, small files
+  EXPECT_EQ(lower_content("db"), std::string(8 << 20, 'a'));
+  remount();
+  EXPECT_EQ(read("db"), big);
+}
+
+TEST_F(ChunkedTest, MetadataChangesCopyNoData) {
+  write_lower("db", std::string(4 << 20, 'b'));
+  remount();
+  SetAttr a;
+  a.mode = true;
+  a.values.st_mode = 0600;
+  ASSERT_TRUE(overlay_->setattr(*walk("db"), a, nullptr));
+  ASSERT_TRUE(overlay_->setxattr(*walk("db"), "user.k", "v", 0).ok());
+  EXPECT_LE(top_bytes(), 64u * 1024);
+  EXPECT_EQ(read("db"), std::string(4 << 20, 'b'));
+}
+
+TEST_F(ChunkedTest, RandomOperationsMatchAPlainCopy) {
+  std::mt19937_64 rng(12345);
+  std::string model(3 * (1 << 20) + 1234, '\0');
+  for (auto& c : model) c = static_cast<char>('a' + rng() % 26);
+  write_lower("f", model);
+  remount();
+  std::vector<std::pair<std::string, std::string>> checkpoints;  // label, model
+  for (int step = 0; step < 300; ++step) {
+    const int op = static_cast<int>(rng() % 100);
+    const size_t size = model.size();
+    if (op < 55) {  // pwrite, often across chunk boundaries, sometimes past the end
+      size_t off = rng() % (size + kChunk);
+      size_t len = 1 + rng() % (op < 10 ? 3 * kChunk : 5000);
+      std::string data(len, static_cast<char>('A' + step % 26));
+      write("f", data, static_cast<off_t>(off));
+      if (off + len > model.size()) model.resize(off + len, '\0');
+      model.replace(off, len, data);
+    } else if (op < 70) {  // truncate down or up
+      size_t n = rng() % (size + 2 * kChunk);
+      truncate("f", static_cast<off_t>(n));
+      model.resize(n, '\0');
+    } else if (op < 80) {  // append
+      std::string data(1 + rng() % 20000, 'Z');
+      write("f", data, static_cast<off_t>(model.size()));
+      model += data;
+    } else if (op < 88) {
+      std::string label = "c" + std::to_string(step);
+      service_->checkpoint(label);
+      checkpoints.emplace_back(label, model);
+    } else if (op < 94 && !checkpoints.empty()) {
+      auto& [label, at] = checkpoints[rng() % checkpoints.size()];
+      service_->rewind(label);
+      model = at;
+      // Checkpoints above the one rewound to are gone.
+      while (checkpoints.back().first != label) checkpoints.pop_back();
+    } else {
+      remount();
+    }
+    ASSERT_EQ(overlay_->getattr(*walk("f"))->st_size, static_cast<off_t>(model.size()))
+        << "step " << step;
+    auto got = read("f");
+    ASSERT_TRUE(got) << "step " << step;
+    ASSERT_TRUE(*got == model) << "step " << step << " op " << op;
+  }
+}
+
+}  // namespace
+}  // namespace cowfs::testing
