@@ -15,6 +15,7 @@
 
 #include "cowfs/cli/commands.h"
 #include "cowfs/core/control.h"
+#include "cowfs/core/copy_up.h"
 #include "cowfs/core/layer_service.h"
 #include "cowfs/core/mount_checks.h"
 #include "cowfs/core/overlay.h"
@@ -104,6 +105,16 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     store.lock_exclusive();
     store.set_lowers(o.lowers);
     store.collect_garbage();
+    if (!store_existed) {
+      // A new view's root looks like the production root.
+      UniqueFd lower_root = store.layer_root("");
+      UniqueFd top_root = store.layer_root(store.records().back().id);
+      struct stat st {};
+      if (lower_root.valid() && top_root.valid() &&
+          ::fstatat(lower_root.get(), "", &st, AT_EMPTY_PATH) == 0) {
+        (void)copy_metadata(lower_root.get(), st, top_root.get(), ".", ::geteuid() == 0);
+      }
+    }
 
     auto logger = spdlog::basic_logger_mt("cowfs", o.store + "/cowfs.log");
     if (o.foreground) {

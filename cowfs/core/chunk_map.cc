@@ -15,7 +15,8 @@ void put_u64(std::string& out, uint64_t v) {
 
 uint64_t get_u64(std::string_view in, size_t at) {
   uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(in[at + i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    v |= static_cast<uint64_t>(static_cast<uint8_t>(in[at + i])) << (8 * i);
   return v;
 }
 

@@ -78,8 +78,8 @@ Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, 
     auto map = ChunkMap::parse(*bytes);
     if (!map) return Errno{EIO};  // a damaged map is never guessed at
     const bool top = layer == stack.top();
-    auto data = sys::open_at(layer->chunks.get(), chunk_data_name(ino).c_str(),
-                             top ? O_RDWR : O_RDONLY);
+    auto data =
+        sys::open_at(layer->chunks.get(), chunk_data_name(ino).c_str(), top ? O_RDWR : O_RDONLY);
     if (!data) return Errno{data.error()};
     const bool rooted = !map->chained();
     const std::string base = map->base();
@@ -154,7 +154,8 @@ Status ChunkedFile::materialize(uint64_t chunk, off_t file_size) {
       buf.resize(p.length);
       size_t got = 0;
       while (got < p.length) {
-        ssize_t n = ::pread(p.fd, buf.data() + got, p.length - got, p.offset + static_cast<off_t>(got));
+        ssize_t n =
+            ::pread(p.fd, buf.data() + got, p.length - got, p.offset + static_cast<off_t>(got));
         if (n < 0) return Errno{errno};
         if (n == 0) break;
         got += static_cast<size_t>(n);

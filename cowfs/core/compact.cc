@@ -134,10 +134,15 @@ Status merge_index(const Layer& upper, const Layer& lower, const Layer& out) {
 
 }  // namespace
 
-Status merge_layers(const Layer& upper, const Layer& lower, const Layer& out,
-                    Whiteouts& whiteouts, bool privileged) {
+Status merge_layers(const Layer& upper, const Layer& lower, const Layer& out, Whiteouts& whiteouts,
+                    bool privileged) {
   Merger m(upper, lower, whiteouts, privileged);
   COWFS_TRY(m.merge_dir(upper, upper.root.get(), lower.root.get(), out.root.get()));
+  // The root carries the view's root attributes, like every layer's root.
+  auto st = sys::stat_fd(upper.root.get());
+  if (st) {
+    COWFS_TRY(copy_metadata(upper.root.get(), *st, out.root.get(), ".", privileged));
+  }
   return merge_index(upper, lower, out);
 }
 

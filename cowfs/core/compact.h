@@ -16,7 +16,7 @@
 
 namespace cowfs {
 
-Status merge_layers(const Layer& upper, const Layer& lower, const Layer& out,
-                    Whiteouts& whiteouts, bool privileged);
+Status merge_layers(const Layer& upper, const Layer& lower, const Layer& out, Whiteouts& whiteouts,
+                    bool privileged);
 
 }  // namespace cowfs

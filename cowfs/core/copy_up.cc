@@ -261,8 +261,8 @@ Status Overlay::copy_up_chunked(Node& node, const struct stat& st, const std::st
     if (node.layer->in_store()) {
       const std::string base = chunk_base_name(node.ino);
       (void)sys::unlink_at(top.chunks.get(), base.c_str(), 0);
-      if (::linkat(AT_FDCWD, sys::proc_path(node.fd.get()).c_str(), top.chunks.get(),
-                   base.c_str(), AT_SYMLINK_FOLLOW) < 0) {
+      if (::linkat(AT_FDCWD, sys::proc_path(node.fd.get()).c_str(), top.chunks.get(), base.c_str(),
+                   AT_SYMLINK_FOLLOW) < 0) {
         return Errno{errno};
       }
       map.set_base("S");

@@ -21,13 +21,13 @@ struct Layer {
   enum class Kind { kLower, kFrozen, kTop };
 
   Kind kind = Kind::kLower;
-  std::string id;     // store layers: directory name under layers/; lowers: "lower<N>"
-  std::string label;  // frozen layers: checkpoint label
-  std::string path;   // for messages only; never used to reach files
+  std::string id;        // store layers: directory name under layers/; lowers: "lower<N>"
+  std::string label;     // frozen layers: checkpoint label
+  std::string path;      // for messages only; never used to reach files
   int lower_index = -1;  // lowers: position given on the command line, top first
   dev_t dev = 0;
-  UniqueFd root;   // O_PATH | O_DIRECTORY of the layer's tree
-  UniqueFd index;  // store layers: index/ directory (hard-link origins); else invalid
+  UniqueFd root;    // O_PATH | O_DIRECTORY of the layer's tree
+  UniqueFd index;   // store layers: index/ directory (hard-link origins); else invalid
   UniqueFd chunks;  // store layers: chunks/ directory (chunked copies); else invalid
 
   bool writable() const { return kind == Kind::kTop; }

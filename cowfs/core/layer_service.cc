@@ -6,12 +6,12 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <map>
-#include <sstream>
-#include <functional>
-#include <optional>
-#include <thread>
 #include <cstring>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <thread>
 
 #include "cowfs/core/compact.h"
 #include "cowfs/sys/syscalls.h"
@@ -22,10 +22,18 @@ std::string json_escape(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -115,10 +123,12 @@ void LayerService::apply(const std::function<std::vector<std::string>()>& op, bo
 
 std::string LayerService::checkpoint(const std::string& label) {
   store_.check_label(label, true);
-  apply([&] {
-    store_.checkpoint(label);
-    return std::vector<std::string>{};
-  }, false, {});
+  apply(
+      [&] {
+        store_.checkpoint(label);
+        return std::vector<std::string>{};
+      },
+      false, {});
   return "checkpoint " + label + "\n";
 }
 
@@ -139,8 +149,10 @@ std::string LayerService::layers(bool json) {
   LayerStack stack = current_stack();
   const auto& recs = store_.records();
   std::ostringstream out;
-  if (json) out << "{\"layers\":[";
-  else out << "LABEL                CREATED               FILES        BYTES\n";
+  if (json)
+    out << "{\"layers\":[";
+  else
+    out << "LABEL                CREATED               FILES        BYTES\n";
   for (size_t i = 0; i < recs.size(); ++i) {
     const auto& r = recs[recs.size() - 1 - i];
     const bool top = i == 0;
@@ -159,9 +171,8 @@ std::string LayerService::layers(bool json) {
       std::time_t t = r.created;
       std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
       char line[256];
-      std::snprintf(line, sizeof line, "%-20s %-20s %6llu %12llu\n",
-                    top ? "(top)" : label.c_str(), when,
-                    static_cast<unsigned long long>(s.files),
+      std::snprintf(line, sizeof line, "%-20s %-20s %6llu %12llu\n", top ? "(top)" : label.c_str(),
+                    when, static_cast<unsigned long long>(s.files),
                     static_cast<unsigned long long>(s.bytes));
       out << line;
     }
@@ -182,7 +193,8 @@ std::string LayerService::compact(const std::vector<std::string>& keep) {
 
   int merged = 0;
   auto op = [&]() -> std::vector<std::string> {
-    LayerStack stack = overlay_ != nullptr ? overlay_->stack() : store_.build_stack(store_.lowers());
+    LayerStack stack =
+        overlay_ != nullptr ? overlay_->stack() : store_.build_stack(store_.lowers());
     auto layer_of = [&](const std::string& id) -> LayerPtr {
       for (const auto& l : stack.layers) {
         if (l->id == id) return l;
@@ -190,13 +202,15 @@ std::string LayerService::compact(const std::vector<std::string>& keep) {
       return nullptr;
     };
     std::vector<LayerRecord> out;
-    LayerPtr pending;  // merged content not yet placed, from layers below
-    for (const auto& r : recs) {  // bottom to top
+    std::vector<std::string> made;  // merged layers built on the way
+    LayerPtr pending;               // merged content not yet placed, from layers below
+    for (const auto& r : recs) {    // bottom to top
       LayerPtr here = layer_of(r.id);
       if (!here) throw StoreError("store layer " + r.id + " is missing; the store is damaged");
       LayerRecord rec = r;
       if (pending) {
         rec.id = store_.create_layer();
+        made.push_back(rec.id);
         auto out_layer = std::make_shared<Layer>();
         out_layer->kind = Layer::Kind::kFrozen;
         out_layer->id = rec.id;
@@ -223,10 +237,19 @@ std::string LayerService::compact(const std::vector<std::string>& keep) {
         pending = here;
       }
     }
-    return store_.replace_stack(out);
+    auto dropped = store_.replace_stack(out);
+    for (const auto& id : made) {
+      bool used = false;
+      for (const auto& r : out) used = used || r.id == id;
+      if (!used) store_.discard_layer(id);
+    }
+    return dropped;
   };
   // Compacting changes no file anyone sees; only which layer holds it.
   apply(op, false, {});
+  // The merged layers' links still count in the merged files' st_nlink
+  // until the old layers are gone: remove them before answering.
+  Store::purge_trash(store_.path());
   return "merged " + std::to_string(merged) + " layer(s)\n";
 }
 
@@ -348,18 +371,18 @@ std::string LayerService::diff(const std::string& from, const std::string& to, b
   }
   std::ostringstream out;
   if (json) {
-    out << "{\"added\":[" << added.str() << "],\"changed\":[" << changed.str()
-        << "],\"deleted\":[" << deleted.str() << "],\"renamed\":[";
+    out << "{\"added\":[" << added.str() << "],\"changed\":[" << changed.str() << "],\"deleted\":["
+        << deleted.str() << "],\"renamed\":[";
     for (size_t i = 0; i < renamed.size(); ++i) {
-      out << (i ? "," : "") << "{\"from\":\"" << json_escape(renamed[i].first)
-          << "\",\"to\":\"" << json_escape(renamed[i].second) << "\"}";
+      out << (i ? "," : "") << "{\"from\":\"" << json_escape(renamed[i].first) << "\",\"to\":\""
+          << json_escape(renamed[i].second) << "\"}";
     }
     out << "],\"bytes\":" << bytes << "}\n";
   } else {
     for (const auto& [f, t] : renamed) out << "R " << f << " -> " << t << "\n";
     out << added.str() << changed.str() << deleted.str();
-    out << n_added << " added, " << n_changed << " changed, " << n_deleted << " deleted, "
-        << bytes << " bytes\n";
+    out << n_added << " added, " << n_changed << " changed, " << n_deleted << " deleted, " << bytes
+        << " bytes\n";
   }
   return out.str();
 }

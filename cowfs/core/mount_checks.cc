@@ -52,7 +52,8 @@ std::optional<std::string> check_mount_request(const MountRequest& req) {
       return "lower " + l + " cannot be used: " + std::strerror(errno) +
              "; check the path (is the production mount up?)";
     }
-    if (!S_ISDIR(st.st_mode)) return "lower " + l + " is not a directory; give the directory that holds the data";
+    if (!S_ISDIR(st.st_mode))
+      return "lower " + l + " is not a directory; give the directory that holds the data";
     lowers.push_back(canonical_path(l));
   }
   struct stat mst {};
@@ -69,7 +70,8 @@ std::optional<std::string> check_mount_request(const MountRequest& req) {
              "; put the store outside production data";
     }
     if (path_within(l, store)) {
-      return "lower " + given + " is inside store " + req.store + "; use a separate store directory";
+      return "lower " + given + " is inside store " + req.store +
+             "; use a separate store directory";
     }
     if (path_within(mnt, l)) {
       return "mountpoint " + req.mountpoint + " is inside lower " + given +

@@ -108,7 +108,8 @@ Result<Overlay::Probe> Overlay::probe(const Node& dir, const std::string& name) 
         // Another name of this file may have been copied up: use that copy.
         for (const auto& layer : stack_.layers) {
           if (!layer->in_store()) break;
-          auto idx = sys::open_at(layer->index.get(), index_name(p.ino).c_str(), O_PATH | O_NOFOLLOW);
+          auto idx =
+              sys::open_at(layer->index.get(), index_name(p.ino).c_str(), O_PATH | O_NOFOLLOW);
           if (!idx) continue;
           auto ist = sys::stat_fd(idx->get());
           if (!ist) continue;
@@ -355,8 +356,7 @@ Result<int> Overlay::reopen_handle(FileHandle& fh) {
 Result<int> Overlay::io_fd(FileHandle& fh) {
   if (fh.gen_.load(std::memory_order_acquire) ==
           fh.node->data_gen.load(std::memory_order_acquire) &&
-      fh.stack_gen_.load(std::memory_order_acquire) ==
-          stack_gen_.load(std::memory_order_acquire)) {
+      fh.stack_gen_.load(std::memory_order_acquire) == stack_gen_.load(std::memory_order_acquire)) {
     return fh.fd();
   }
   return reopen_handle(fh);
@@ -492,9 +492,9 @@ Result<Entry> Overlay::finish_create(const NodePtr& parent, const std::string& n
 }
 
 Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Overlay::create(uint64_t parent,
-                                                                     const std::string& name,
-                                                                     mode_t mode, int flags,
-                                                                     const Caller& caller) {
+                                                                      const std::string& name,
+                                                                      mode_t mode, int flags,
+                                                                      const Caller& caller) {
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
   std::unique_lock lock(tree_mu_);
   auto dir = dir_node(parent);
@@ -582,13 +582,13 @@ Status Overlay::removexattr(uint64_t ino, const std::string& name) {
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   // Removing an attribute the file does not have must not copy it up.
-  auto has = sys::get_xattr(n->backing_fd(),
-                            (n->backing_layer()->in_store() ? xattr_names::to_store(name) : name).c_str(),
-                            S_ISLNK(n->type));
+  auto has =
+      sys::get_xattr(n->backing_fd(),
+                     (n->backing_layer()->in_store() ? xattr_names::to_store(name) : name).c_str(),
+                     S_ISLNK(n->type));
   if (!has) return Errno{has.error() == ENOTSUP ? ENODATA : has.error()};
   COWFS_TRY(copy_up(*n));
-  return sys::remove_xattr(n->backing_fd(), xattr_names::to_store(name).c_str(),
-                           S_ISLNK(n->type));
+  return sys::remove_xattr(n->backing_fd(), xattr_names::to_store(name).c_str(), S_ISLNK(n->type));
 }
 
 Status Overlay::fsync_dir(uint64_t ino, bool datasync) {

@@ -25,11 +25,11 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
-#include <unordered_set>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "cowfs/core/layer.h"
@@ -147,8 +147,7 @@ class Overlay {
 
   Result<Entry> mknod(uint64_t parent, const std::string& name, mode_t mode, dev_t rdev,
                       const Caller& caller);
-  Result<Entry> mkdir(uint64_t parent, const std::string& name, mode_t mode,
-                      const Caller& caller);
+  Result<Entry> mkdir(uint64_t parent, const std::string& name, mode_t mode, const Caller& caller);
   Result<Entry> symlink(const std::string& target, uint64_t parent, const std::string& name,
                         const Caller& caller);
   Result<Entry> link(uint64_t ino, uint64_t newparent, const std::string& newname);
@@ -159,9 +158,8 @@ class Overlay {
 
   Result<std::unique_ptr<FileHandle>> open(uint64_t ino, int flags);
   Result<std::pair<Entry, std::unique_ptr<FileHandle>>> create(uint64_t parent,
-                                                              const std::string& name,
-                                                              mode_t mode, int flags,
-                                                              const Caller& caller);
+                                                               const std::string& name, mode_t mode,
+                                                               int flags, const Caller& caller);
   // The fd that serves reads of fh now (reopened if the file was copied up
   // or the stack changed since the handle was opened).
   Result<int> io_fd(FileHandle& fh);
@@ -228,8 +226,7 @@ class Overlay {
   // Copy-up and top-layer helpers; all need tree_mu_ held exclusively.
   Result<int> top_dir(Node& dir);
   Status copy_up(Node& node, bool with_data = true);
-  Status copy_up_chunked(Node& node, const struct stat& st, const std::string& tmp,
-                         UniqueFd& tfd);
+  Status copy_up_chunked(Node& node, const struct stat& st, const std::string& tmp, UniqueFd& tfd);
   bool lower_has(const Node& dir, const std::string& name) const;
   Result<struct stat> top_entry(Node& dir, const std::string& name);
   Status place(Node& dir, const std::string& name, const std::string& tmp_name);
@@ -237,8 +234,7 @@ class Overlay {
   Status make_merged_empty(Node& dir);
   Result<bool> merged_empty(const Node& dir);
   Status set_redirect(Node& dir);
-  Result<Entry> finish_create(const NodePtr& parent, const std::string& name,
-                              const Caller& caller);
+  Result<Entry> finish_create(const NodePtr& parent, const std::string& name, const Caller& caller);
   Result<DirListing> list_dir_locked(const Node& dir) const;
   Result<int> reopen_handle(FileHandle& fh);
   Invalidations invalidations_for(const std::vector<LayerPtr>& dropped) const;

@@ -80,8 +80,8 @@ Result<Entry> Overlay::mkdir(uint64_t parent, const std::string& name, mode_t mo
   return finish_create(*dir, name, caller);
 }
 
-Result<Entry> Overlay::symlink(const std::string& target, uint64_t parent,
-                               const std::string& name, const Caller& caller) {
+Result<Entry> Overlay::symlink(const std::string& target, uint64_t parent, const std::string& name,
+                               const Caller& caller) {
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
   std::unique_lock lock(tree_mu_);
   auto dir = dir_node(parent);
@@ -111,11 +111,12 @@ Result<Entry> Overlay::link(uint64_t ino, uint64_t newparent, const std::string&
   const bool wh = sys::stat_at(*top, newname.c_str()).ok();
   const std::string src = sys::proc_path(n->fd.get());
   auto make = [&](int d, const char* name) {
-    if (::linkat(AT_FDCWD, src.c_str(), d, name, AT_SYMLINK_FOLLOW) < 0) return Status(Errno{errno});
+    if (::linkat(AT_FDCWD, src.c_str(), d, name, AT_SYMLINK_FOLLOW) < 0)
+      return Status(Errno{errno});
     return Status();
   };
-  COWFS_TRY(create_entry(*this, *top, work_fd_, newname, temp_name(), false, make,
-                         &Overlay::place, **dir, wh));
+  COWFS_TRY(create_entry(*this, *top, work_fd_, newname, temp_name(), false, make, &Overlay::place,
+                         **dir, wh));
   // The kernel expects the very inode it linked; symlinks carry no origin
   // record, so do not look the new name up by identity.
   n->unlinked = false;

@@ -123,7 +123,8 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
   for (auto& [d, n] : order) {
     bool uses_dropped = false;
     if (n->is_dir()) {
-      for (const auto& part : n->parts) uses_dropped = uses_dropped || contains(dropped, part.layer->id);
+      for (const auto& part : n->parts)
+        uses_dropped = uses_dropped || contains(dropped, part.layer->id);
     } else {
       uses_dropped = n->layer && contains(dropped, n->layer->id);
     }

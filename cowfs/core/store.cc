@@ -3,17 +3,17 @@
 #include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <unistd.h>
-
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "cowfs/core/copy_up.h"
 #include "cowfs/sys/syscalls.h"
 
 namespace cowfs {
@@ -154,7 +154,7 @@ std::string Store::new_layer_id() const {
   return buf;
 }
 
-void Store::create_layer_dirs(const std::string& id) {
+void Store::create_layer_dirs(const std::string& id, int like_fd) {
   UniqueFd layers = open_dir(fd_.get(), "layers", "store layers directory");
   // Built aside and renamed in, so a layer directory is always whole.
   std::string tmp = id + ".new";
@@ -165,6 +165,12 @@ void Store::create_layer_dirs(const std::string& id) {
   ensure_dir(layer.get(), "chunks");
   // The tree's root is visible as the mount's root; give it the usual mode.
   ::fchmodat(layer.get(), "tree", 0755, 0);
+  if (like_fd >= 0) {
+    struct stat st {};
+    if (::fstatat(like_fd, "", &st, AT_EMPTY_PATH) == 0) {
+      (void)copy_metadata(like_fd, st, layer.get(), "tree", ::geteuid() == 0);
+    }
+  }
   if (::renameat(layers.get(), tmp.c_str(), layers.get(), id.c_str()) < 0) {
     fail("cannot create store layer " + id, errno);
   }
@@ -258,10 +264,28 @@ void Store::check_label(const std::string& label, bool unique) const {
   }
 }
 
-std::string Store::create_layer() {
+std::string Store::create_layer(int like_fd) {
   std::string id = new_layer_id();
-  create_layer_dirs(id);
+  create_layer_dirs(id, like_fd);
   return id;
+}
+
+void Store::discard_layer(const std::string& id) {
+  for (const auto& r : records_) {
+    if (r.id == id) throw StoreError("internal error: discarding layer " + id + " in use");
+  }
+  UniqueFd trash = open_dir(fd_.get(), "trash", "store trash directory");
+  ::renameat(layers_.get(), id.c_str(), trash.get(), id.c_str());
+}
+
+UniqueFd Store::layer_root(const std::string& id) const {
+  if (id.empty()) {
+    auto l = lowers();
+    if (l.empty()) return UniqueFd();
+    return UniqueFd(::open(l.front().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  }
+  auto dir = sys::open_at(layers_.get(), (id + "/tree").c_str(), O_PATH | O_DIRECTORY);
+  return dir ? dir.take() : UniqueFd();
 }
 
 std::vector<std::string> Store::drop_unnamed(const std::vector<LayerRecord>& before) {
@@ -284,7 +308,8 @@ void Store::checkpoint(const std::string& label) {
   std::vector<LayerRecord> recs = records_;
   recs.back().label = label;
   recs.back().created = std::time(nullptr);
-  recs.push_back(LayerRecord{create_layer(), std::time(nullptr), "-"});
+  UniqueFd like = layer_root(recs.back().id);
+  recs.push_back(LayerRecord{create_layer(like.get()), std::time(nullptr), "-"});
   write_records(recs);
 }
 
@@ -296,14 +321,16 @@ std::vector<std::string> Store::rewind(const std::string& label) {
     recs.push_back(r);
     if (r.label == label) break;
   }
-  recs.push_back(LayerRecord{create_layer(), std::time(nullptr), "-"});
+  UniqueFd like = layer_root(recs.back().id);
+  recs.push_back(LayerRecord{create_layer(like.get()), std::time(nullptr), "-"});
   write_records(recs);
   return drop_unnamed(before);
 }
 
 std::vector<std::string> Store::reset() {
   std::vector<LayerRecord> before = records_;
-  write_records({LayerRecord{create_layer(), std::time(nullptr), "-"}});
+  UniqueFd like = layer_root("");
+  write_records({LayerRecord{create_layer(like.get()), std::time(nullptr), "-"}});
   return drop_unnamed(before);
 }
 

@@ -84,8 +84,14 @@ class Store {
   // Replaces the stack by recs (layers in recs must exist under layers/);
   // layers no longer named are moved to trash/. Used by compact.
   std::vector<std::string> replace_stack(const std::vector<LayerRecord>& recs);
-  // A new, empty layer directory that is not yet in the stack.
-  std::string create_layer();
+  // A new, empty layer directory that is not yet in the stack. Its root
+  // takes the mode, owner, times and xattrs of like_fd (a directory) if
+  // given: the view's root keeps its attributes across layer changes.
+  std::string create_layer(int like_fd = -1);
+  // Moves a layer directory that is not in the stack to trash/.
+  void discard_layer(const std::string& id);
+  // O_PATH fd of a store layer's tree, or of the top lower for "".
+  UniqueFd layer_root(const std::string& id) const;
   int layers_fd() const { return layers_.get(); }
 
   // Moves layer directories the stack does not name into trash/ and clears
@@ -106,7 +112,7 @@ class Store {
   void load_records();
   void write_records(const std::vector<LayerRecord>& recs);
   std::string new_layer_id() const;
-  void create_layer_dirs(const std::string& id);
+  void create_layer_dirs(const std::string& id, int like_fd = -1);
   std::vector<std::string> drop_unnamed(const std::vector<LayerRecord>& before);
 
   std::string path_;

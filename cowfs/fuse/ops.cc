@@ -125,8 +125,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
-void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
-                fuse_file_info* fi) {
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   guarded(req, "setattr", [&] {
     SetAttr a;
     a.values = *attr;
@@ -271,8 +270,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   });
 }
 
-void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
-                  fuse_file_info* fi) {
+void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
   (void)ino;
   guarded(req, "write", [&] {
     const size_t size = fuse_buf_size(in);
@@ -348,7 +346,8 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       if (!add(o == 0 ? "." : "..", st, o + 1, &e)) break;
       off = o + 1;
     }
-    for (size_t i = off >= 2 ? static_cast<size_t>(off - 2) : 0; off >= 2 && i < h->listing.items.size(); ++i) {
+    for (size_t i = off >= 2 ? static_cast<size_t>(off - 2) : 0;
+         off >= 2 && i < h->listing.items.size(); ++i) {
       const auto& item = h->listing.items[i];
       const off_t next = static_cast<off_t>(i) + 3;
       if (!plus) {
@@ -403,8 +402,8 @@ void op_statfs(fuse_req_t req, fuse_ino_t ino) {
   });
 }
 
-void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
-                 size_t size, int flags) {
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                 int flags) {
   guarded(req, "setxattr", [&] {
     fuse_reply_err(req, ov(req).setxattr(ino, name, std::string(value, size), flags).error());
   });
@@ -436,8 +435,7 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  guarded(req, "removexattr",
-          [&] { fuse_reply_err(req, ov(req).removexattr(ino, name).error()); });
+  guarded(req, "removexattr", [&] { fuse_reply_err(req, ov(req).removexattr(ino, name).error()); });
 }
 
 void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
@@ -527,9 +525,7 @@ class FuseKernelCache : public KernelCache {
   void invalidate_entry(uint64_t parent, const std::string& name) override {
     fuse_lowlevel_notify_inval_entry(se_, parent, name.c_str(), name.size());
   }
-  void invalidate_inode(uint64_t ino) override {
-    fuse_lowlevel_notify_inval_inode(se_, ino, 0, 0);
-  }
+  void invalidate_inode(uint64_t ino) override { fuse_lowlevel_notify_inval_inode(se_, ino, 0, 0); }
 
  private:
   fuse_session* se_;
@@ -569,8 +565,8 @@ int run_session(Overlay& overlay, const SessionConfig& cfg,
   if (fuse_session_mount(se, cfg.mountpoint.c_str()) != 0) {
     fuse_remove_signal_handlers(se);
     fuse_session_destroy(se);
-    *error = "cannot mount on " + cfg.mountpoint +
-             " (is /dev/fuse usable and fusermount3 installed?)";
+    *error =
+        "cannot mount on " + cfg.mountpoint + " (is /dev/fuse usable and fusermount3 installed?)";
     return EIO;
   }
   FuseKernelCache kernel(se);

@@ -11,7 +11,7 @@ namespace cowfs {
 
 struct SessionConfig {
   std::string mountpoint;
-  std::string fsname;       // shown as the mount's source (the store path)
+  std::string fsname;  // shown as the mount's source (the store path)
   bool allow_nonempty = false;
   bool allow_other = false;  // let other users in (kernel checks permissions)
   double cache_timeout = 86400.0;

@@ -49,9 +49,9 @@ class [[nodiscard]] Status {
 };
 
 // Propagate an error from an expression yielding Result or Status.
-#define COWFS_TRY(expr)                               \
-  do {                                                \
-    auto&& cowfs_try_r_ = (expr);                     \
+#define COWFS_TRY(expr)                                             \
+  do {                                                              \
+    auto&& cowfs_try_r_ = (expr);                                   \
     if (!cowfs_try_r_) return ::cowfs::Errno{cowfs_try_r_.error()}; \
   } while (0)
 

@@ -93,8 +93,7 @@ Status unlink_at(int dirfd, const char* name, int flags) {
   return {};
 }
 
-Status rename_at(int olddir, const char* oldname, int newdir, const char* newname,
-                 unsigned flags) {
+Status rename_at(int olddir, const char* oldname, int newdir, const char* newname, unsigned flags) {
   if (::renameat2(olddir, oldname, newdir, newname, flags) < 0) return last_errno();
   return {};
 }
@@ -160,7 +159,8 @@ Status set_xattr(int path_fd, const char* name, std::string_view value, int flag
 Result<std::vector<std::string>> list_xattr(int path_fd, bool is_symlink) {
   std::string p = proc_path(path_fd);
   for (;;) {
-    ssize_t n = is_symlink ? ::llistxattr(p.c_str(), nullptr, 0) : ::listxattr(p.c_str(), nullptr, 0);
+    ssize_t n =
+        is_symlink ? ::llistxattr(p.c_str(), nullptr, 0) : ::listxattr(p.c_str(), nullptr, 0);
     if (n < 0) return last_errno();
     std::string buf(static_cast<size_t>(n), '\0');
     ssize_t m = is_symlink ? ::llistxattr(p.c_str(), buf.data(), buf.size())

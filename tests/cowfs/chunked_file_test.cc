@@ -26,8 +26,8 @@ class ChunkedTest : public OverlayTest {
   }
   uint64_t top_bytes() {
     uint64_t total = 0;
-    for (auto& e : std::filesystem::recursive_directory_iterator(
-             store_->path() + "/layers/" + store_->records().back().id)) {
+    for (auto& e : std::filesystem::recursive_directory_iterator(store_->path() + "/layers/" +
+                                                                 store_->records().back().id)) {
       struct stat st {};
       if (::lstat(e.path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
         total += static_cast<uint64_t>(st.st_blocks) * 512;

@@ -26,7 +26,9 @@ class MountChecksTest : public ::testing::Test {
   std::string root_;
 };
 
-TEST_F(MountChecksTest, SoundRequestPasses) { EXPECT_EQ(check("store", "lower", "mnt"), std::nullopt); }
+TEST_F(MountChecksTest, SoundRequestPasses) {
+  EXPECT_EQ(check("store", "lower", "mnt"), std::nullopt);
+}
 
 TEST_F(MountChecksTest, RefusesOverlaps) {
   EXPECT_NE(check("lower/store", "lower", "mnt")->find("inside lower"), std::string::npos);

@@ -11,8 +11,8 @@ TEST_F(OverlayTest, ReadsLowerWithoutCopyingUp) {
   write_lower("a/b.txt", "hello");
   mount();
   EXPECT_EQ(read("a/b.txt"), "hello");
-  EXPECT_TRUE(std::filesystem::is_empty(store_->path() + "/layers/" +
-                                        store_->records().back().id + "/tree"));
+  EXPECT_TRUE(std::filesystem::is_empty(store_->path() + "/layers/" + store_->records().back().id +
+                                        "/tree"));
 }
 
 TEST_F(OverlayTest, WriteCopiesUpAndKeepsInodeNumber) {

@@ -1,0 +1,165 @@
+// Layers on a live mount: checkpoint, rewind, reset and compact through the
+// daemon's control socket, checked against manifests of the view.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "tests/integration/fixture.h"
+
+namespace cowfs_it {
+namespace {
+
+class LayersTest : public CowfsTest {
+ protected:
+  void SetUp() override {
+    CowfsTest::SetUp();
+    if (reference_mode()) GTEST_SKIP() << "layers have no plain-directory reference";
+  }
+  RunResult cowfs(std::vector<std::string> args) {
+    args.insert(args.begin(), cowfs_bin());
+    return run(args);
+  }
+  void ok(const std::vector<std::string>& args) {
+    auto r = cowfs(args);
+    ASSERT_EQ(r.exit_code, 0) << r.describe();
+  }
+  void checkpoint(const std::string& label) { ok({"checkpoint", "--store", store(), label}); }
+  void rewind(const std::string& label) { ok({"rewind", "--store", store(), label}); }
+  Manifest view() { return Manifest::take(mnt()); }
+};
+
+// Directory mtimes change with every entry and are restored too, so the
+// comparison includes them.
+constexpr unsigned kFields = kSemantic;
+
+TEST_F(LayersTest, RewindShowsExactlyTheCheckpointedState) {
+  write_file(mnt("small.txt"), "changed before A\n");
+  write_file(mnt("new-in-a"), "a\n");
+  ASSERT_EQ(::rename(mnt("dir").c_str(), mnt("renamed-dir").c_str()), 0);
+  ASSERT_EQ(::unlink(mnt("hard1").c_str()), 0);
+  checkpoint("A");
+  Manifest at_a = view();
+
+  write_file(mnt("small.txt"), "changed before B\n");
+  ASSERT_EQ(::unlink(mnt("new-in-a").c_str()), 0);
+  ASSERT_EQ(::rename(mnt("renamed-dir").c_str(), mnt("again").c_str()), 0);
+  ASSERT_EQ(::mkdir(mnt("made-in-b").c_str(), 0755), 0);
+  checkpoint("B");
+  write_file(mnt("after-b"), "x");
+  remove_tree(mnt("again/sub"));
+
+  rewind("A");
+  EXPECT_EQ(diff(at_a, view(), kFields), "");
+  remount();
+  EXPECT_EQ(diff(at_a, view(), kFields), "");
+  auto gone = cowfs({"rewind", "--store", store(), "B"});  // rewinding to A dropped it
+  EXPECT_NE(gone.exit_code, 0);
+  EXPECT_NE(gone.err.find("'B'"), std::string::npos) << gone.err;
+}
+
+TEST_F(LayersTest, ReaderSeesRewoundContent) {
+  checkpoint("A");
+  Fd fd = open_or_throw(mnt("small.txt"), O_RDONLY);
+  EXPECT_EQ(pread_all(fd.get()), kSmall);  // now in the page cache
+  write_file(mnt("small.txt"), "later\n");
+  EXPECT_EQ(read_file(mnt("small.txt")), "later\n");
+  rewind("A");
+  EXPECT_EQ(read_file(mnt("small.txt")), kSmall);
+  EXPECT_EQ(stat_or_throw(mnt("small.txt")).st_size, static_cast<off_t>(kSmall.size()));
+}
+
+TEST_F(LayersTest, RewindRefusedWhileADroppedFileIsOpenForWriting) {
+  checkpoint("A");
+  write_file(mnt("dir/a.txt"), "new\n");
+  Fd fd = open_or_throw(mnt("dir/a.txt"), O_WRONLY);
+  Manifest before = view();
+  auto r = cowfs({"rewind", "--store", store(), "A"});
+  EXPECT_NE(r.exit_code, 0);
+  ASSERT_EQ(r.err_lines().size(), 1u) << r.err;
+  EXPECT_NE(r.err.find("/dir/a.txt"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pid " + std::to_string(::getpid())), std::string::npos) << r.err;
+  EXPECT_EQ(diff(before, view(), kFields), "");  // nothing changed
+  fd.reset();
+  rewind("A");
+  EXPECT_EQ(read_file(mnt("dir/a.txt")), "a\n");
+}
+
+TEST_F(LayersTest, WritesThroughAHandleOpenedBeforeACheckpointGoToTheNewTop) {
+  Fd fd = open_or_throw(mnt("small.txt"), O_RDWR);
+  pwrite_all(fd.get(), "1", 0);
+  checkpoint("A");
+  // The frozen layer's copy must not change from here on.
+  std::string frozen_before = read_file(mnt("small.txt"));
+  pwrite_all(fd.get(), "2", 1);
+  ASSERT_EQ(::fsync(fd.get()), 0);
+  EXPECT_EQ(read_file(mnt("small.txt")).substr(0, 2), "12");
+  fd.reset();
+  rewind("A");
+  EXPECT_EQ(read_file(mnt("small.txt")), frozen_before);
+}
+
+TEST_F(LayersTest, ResetShowsTheLowersAlone) {
+  Manifest base = view();
+  write_file(mnt("small.txt"), "x");
+  remove_tree(mnt("dir"));
+  checkpoint("A");
+  write_file(mnt("n"), "n");
+  ok({"reset", "--store", store()});
+  EXPECT_EQ(diff(base, view(), kFields), "");
+  remount();
+  EXPECT_EQ(diff(base, view(), kFields), "");
+}
+
+TEST_F(LayersTest, CompactKeepsTheViewAndKeptCheckpoints) {
+  write_file(mnt("small.txt"), "one\n");
+  checkpoint("A");
+  Manifest at_a = view();
+  ASSERT_EQ(::rename(mnt("dir").c_str(), mnt("moved").c_str()), 0);
+  checkpoint("B");
+  write_file(mnt("moved/sub/b.txt"), "bee\n");
+  checkpoint("C");
+  write_file(mnt("top-only"), "t");
+  Manifest now = view();
+  ok({"compact", "--store", store(), "--keep", "A"});
+  EXPECT_EQ(diff(now, view(), kFields | kIno), "");
+  auto layers = cowfs({"layers", "--store", store(), "--json"});
+  EXPECT_EQ(layers.out.find("\"label\":\"B\""), std::string::npos) << layers.out;
+  EXPECT_NE(layers.out.find("\"label\":\"A\""), std::string::npos) << layers.out;
+  remount();
+  EXPECT_EQ(diff(now, view(), kFields | kIno), "");
+  rewind("A");
+  EXPECT_EQ(diff(at_a, view(), kFields), "");
+}
+
+TEST_F(LayersTest, InodeNumbersSurviveCheckpointRewindAndRemount) {
+  const ino_t small = stat_or_throw(mnt("small.txt")).st_ino;
+  const ino_t dir = stat_or_throw(mnt("dir")).st_ino;
+  write_file(mnt("small.txt"), "x");
+  write_file(mnt("dir/new"), "x");
+  checkpoint("A");
+  write_file(mnt("small.txt"), "y");
+  EXPECT_EQ(stat_or_throw(mnt("small.txt")).st_ino, small);
+  rewind("A");
+  EXPECT_EQ(stat_or_throw(mnt("small.txt")).st_ino, small);
+  EXPECT_EQ(stat_or_throw(mnt("dir")).st_ino, dir);
+  remount();
+  EXPECT_EQ(stat_or_throw(mnt("small.txt")).st_ino, small);
+  EXPECT_EQ(stat_or_throw(mnt("dir")).st_ino, dir);
+}
+
+TEST_F(LayersTest, OfflineCommandsWorkOnTheUnmountedStore) {
+  write_file(mnt("small.txt"), "A-state\n");
+  ASSERT_EQ(mount().unmount(), "");
+  ok({"checkpoint", "--store", store(), "A"});
+  auto bad = cowfs({"rewind", "--store", store(), "nope"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_EQ(bad.err_lines().size(), 1u) << bad.err;
+  remount();
+  write_file(mnt("small.txt"), "B-state\n");
+  ASSERT_EQ(mount().unmount(), "");
+  ok({"rewind", "--store", store(), "A"});
+  remount();
+  EXPECT_EQ(read_file(mnt("small.txt")), "A-state\n");
+}
+
+}  // namespace
+}  // namespace cowfs_it
