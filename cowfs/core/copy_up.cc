@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <vector>
@@ -19,6 +20,36 @@ std::string index_name(uint64_t ino) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%016" PRIx64, ino);
   return buf;
+}
+
+namespace {
+
+std::string origin_record_name(ino_t store_ino) {
+  return "o" + index_name(static_cast<uint64_t>(store_ino));
+}
+
+}  // namespace
+
+std::optional<uint64_t> read_origin_record(const Layer& layer, ino_t store_ino) {
+  if (!layer.index.valid()) return std::nullopt;
+  auto target = sys::readlink_at(layer.index.get(), origin_record_name(store_ino).c_str());
+  if (!target) return std::nullopt;
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(target->data(), target->data() + target->size(), v);
+  if (ec != std::errc() || end != target->data() + target->size()) return std::nullopt;
+  return v;
+}
+
+Status write_origin_record(const Layer& layer, ino_t store_ino, uint64_t origin) {
+  const std::string name = origin_record_name(store_ino);
+  (void)sys::unlink_at(layer.index.get(), name.c_str(), 0);
+  return sys::symlink_at(std::to_string(origin).c_str(), layer.index.get(), name.c_str());
+}
+
+void drop_origin_record(const Layer& layer, ino_t store_ino) {
+  if (layer.index.valid()) {
+    (void)sys::unlink_at(layer.index.get(), origin_record_name(store_ino).c_str(), 0);
+  }
 }
 
 namespace {
@@ -196,7 +227,11 @@ Status Overlay::copy_up(Node& node, bool with_data) {
     }
   }
   const bool multi_linked = S_ISREG(st->st_mode) && st->st_nlink > 1 && !node.layer->in_store();
-  if (s.ok() && !S_ISLNK(st->st_mode)) {
+  if (s.ok() && !S_ISREG(st->st_mode)) {
+    auto tst = sys::stat_fd(tfd.get());
+    s = tst ? write_origin_record(*stack_.top(), tst->st_ino, node.ino)
+            : Status(Errno{tst.error()});
+  } else if (s.ok()) {
     s = sys::set_xattr(tfd.get(), kOriginXattr, std::to_string(node.ino), 0);
     if (s.ok() && multi_linked) {
       s = sys::set_xattr(tfd.get(), kLowerLinksXattr, std::to_string(st->st_nlink - 1), 0);

@@ -13,8 +13,10 @@
 
 #include <sys/stat.h>
 
+#include <optional>
 #include <string>
 
+#include "cowfs/core/layer.h"
 #include "cowfs/sys/result.h"
 
 namespace cowfs {
@@ -22,6 +24,13 @@ namespace cowfs {
 inline constexpr const char* kLowerLinksXattr = "user.cowfs.lowerlinks";
 
 std::string index_name(uint64_t ino);
+
+// Origin records for what cannot carry a user xattr (symlinks, FIFOs,
+// sockets, devices): index/o<store inode> is a symlink whose target is the
+// origin's st_ino in decimal.
+std::optional<uint64_t> read_origin_record(const Layer& layer, ino_t store_ino);
+Status write_origin_record(const Layer& layer, ino_t store_ino, uint64_t origin);
+void drop_origin_record(const Layer& layer, ino_t store_ino);
 
 // Copies data of src_fd (open for reading) into dst_fd, preserving holes.
 Status copy_file_data(int src_fd, int dst_fd, off_t size);

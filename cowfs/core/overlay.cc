@@ -25,10 +25,13 @@ std::optional<uint64_t> parse_u64(const std::string& s) {
 // The stable number of an object found in layer: its recorded origin if it
 // was copied up into the store, else its own.
 uint64_t identity(const Layer& layer, int fd, const struct stat& st) {
-  if (layer.in_store() && !S_ISLNK(st.st_mode)) {
-    auto origin = sys::get_xattr(fd, kOriginXattr);
-    if (origin) {
-      if (auto v = parse_u64(*origin)) return *v;
+  if (layer.in_store()) {
+    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+      if (auto origin = sys::get_xattr(fd, kOriginXattr)) {
+        if (auto v = parse_u64(*origin)) return *v;
+      }
+    } else if (auto v = read_origin_record(layer, st.st_ino)) {
+      return *v;
     }
   }
   return compose_ino(layer, st);
@@ -59,29 +62,39 @@ Result<NodePtr> Overlay::dir_node(uint64_t ino) const {
   return n;
 }
 
-// Collects the directory parts of a directory found at fd in layer index
-// li, following its opaque and redirect markers.
+// Collects the parts of a directory found at fd in layer li: that one and,
+// where a redirect says the content lives elsewhere below, the directories at
+// the recorded path in the layers underneath (each store layer may redirect
+// again or be opaque). Sets stop when the parent's parts must not supply
+// more parts at the same name.
 static void collect_dir_parts(const LayerStack& stack, size_t li, UniqueFd fd,
                               std::vector<DirPart>& parts, bool& stop) {
-  const LayerPtr& layer = stack.layers[li];
-  int raw = fd.get();
-  parts.push_back(DirPart{layer, std::move(fd)});
-  if (!layer->in_store()) return;
-  if (has_xattr(raw, kOpaqueXattr)) {
-    stop = true;
-    return;
-  }
-  auto redirect = sys::get_xattr(raw, kRedirectXattr);
-  if (!redirect) return;
-  // The directory was renamed: below this layer its content lives at the
-  // recorded path, not at the path we came by.
-  stop = true;
-  for (size_t j = li + 1; j < stack.size(); ++j) {
-    auto below = sys::open_dir_beneath(stack.layers[j]->root.get(), redirect->c_str());
-    if (!below) continue;
-    bool inner_stop = false;
-    collect_dir_parts(stack, j, below.take(), parts, inner_stop);
-    break;  // deeper layers are reached through that part's own markers
+  std::string redirect;
+  for (;;) {
+    const LayerPtr& layer = stack.layers[li];
+    const int raw = fd.get();
+    parts.push_back(DirPart{layer, std::move(fd)});
+    if (layer->in_store()) {
+      if (has_xattr(raw, kOpaqueXattr)) {
+        stop = true;
+        return;
+      }
+      if (auto r = sys::get_xattr(raw, kRedirectXattr)) {
+        redirect = *r;
+        stop = true;
+      }
+    }
+    if (redirect.empty()) return;  // the caller continues at the same name
+    size_t j = li + 1;
+    for (; j < stack.size(); ++j) {
+      auto below = sys::open_dir_beneath(stack.layers[j]->root.get(), redirect.c_str());
+      if (below) {
+        fd = below.take();
+        break;
+      }
+    }
+    if (j == stack.size()) return;
+    li = j;
   }
 }
 
@@ -193,6 +206,8 @@ Result<struct stat> Overlay::stat_node(const Node& n) const {
   if (n.is_dir()) {
     if (n.parts.size() > 1) st->st_nlink = 1;  // merged: the count is unknown, as on NFS
   } else {
+    // The store's own links (chunks/, index/) are not names the user made.
+    if (n.chunks && n.layer->in_store() && st->st_nlink > 0) --st->st_nlink;
     if (n.lower_links >= 0 && n.layer->in_store()) {
       st->st_nlink = st->st_nlink - 1 + static_cast<nlink_t>(n.lower_links);
     }
@@ -403,17 +418,32 @@ Result<Overlay::ReadPlan> Overlay::read_plan(FileHandle& fh, off_t offset, size_
 Result<off_t> Overlay::seek(FileHandle& fh, off_t offset, int whence) {
   auto fd = io_fd(fh);
   if (!fd) return Errno{fd.error()};
-  if (is_chunked(fh) && (whence == SEEK_DATA || whence == SEEK_HOLE)) {
-    // Which chunks hold data is spread over layers; calling it all data is
-    // what filesystems without hole tracking do, and is always correct.
-    auto st = sys::stat_fd(*fd);
-    if (!st) return Errno{st.error()};
-    if (offset >= st->st_size) return Errno{ENXIO};
-    return whence == SEEK_DATA ? offset : st->st_size;
+  if (!is_chunked(fh) || (whence != SEEK_DATA && whence != SEEK_HOLE)) {
+    off_t r = ::lseek(*fd, offset, whence);
+    if (r < 0) return Errno{errno};
+    return r;
   }
-  off_t r = ::lseek(*fd, offset, whence);
-  if (r < 0) return Errno{errno};
-  return r;
+  // Data and holes of a chunked file: those of whichever layer supplies
+  // each piece; bytes that read as zeros are a hole.
+  auto st = sys::stat_fd(*fd);
+  if (!st) return Errno{st.error()};
+  if (offset < 0 || offset >= st->st_size) return Errno{ENXIO};
+  auto plan = read_plan(fh, offset, static_cast<size_t>(st->st_size - offset));
+  if (!plan) return Errno{plan.error()};
+  for (const auto& p : plan->pieces) {
+    const off_t end = p.offset + static_cast<off_t>(p.length);
+    if (p.fd < 0) {
+      if (whence == SEEK_HOLE) return p.offset;
+      continue;
+    }
+    off_t r = ::lseek(p.fd, p.offset, whence);
+    if (r >= 0 && r < end) return r;
+    if (r < 0 && errno != ENXIO) return Errno{errno};
+    // ENXIO: the source ends (a hole to the end) within this piece.
+    if (r < 0 && whence == SEEK_HOLE) return p.offset;
+  }
+  if (whence == SEEK_HOLE) return st->st_size;
+  return Errno{ENXIO};
 }
 
 Status Overlay::fsync(FileHandle& fh, bool datasync) {
@@ -483,6 +513,11 @@ Result<Entry> Overlay::finish_create(const NodePtr& parent, const std::string& n
     if (::fchownat(*top, name.c_str(), caller.uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
       return Errno{errno};
     }
+  }
+  auto created = sys::stat_at(*top, name.c_str());
+  if (created && !S_ISREG(created->st_mode) && !S_ISDIR(created->st_mode)) {
+    // A new object: whatever a reused inode number once recorded is void.
+    drop_origin_record(*stack_.top(), created->st_ino);
   }
   auto n = resolve(parent, name, true);
   if (!n) return Errno{n.error()};

@@ -353,6 +353,8 @@ Result<DirListing> Overlay::list_dir_locked(const Node& dir) const {
         if (auto origin = sys::get_xattr_at(part.fd.get(), e.name.c_str(), kOriginXattr)) {
           ino = std::strtoull(origin->c_str(), nullptr, 10);
         }
+      } else if (store) {
+        if (auto origin = read_origin_record(*part.layer, e.ino)) ino = *origin;
       }
       out.items.push_back({std::move(e.name), ino, type});
     }
