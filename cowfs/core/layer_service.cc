@@ -363,8 +363,11 @@ std::string LayerService::diff(const std::string& from, const std::string& to, b
       item(added, n_added, p, "A", a->st_size);
       bytes += static_cast<uint64_t>(a->st_size);
     } else if (a && b) {
-      item(changed, n_changed, p, "M", a->st_size);
-      bytes += static_cast<uint64_t>(a->st_size);
+      // What the change costs in the store: for a file copied up by chunk,
+      // only the chunks it holds.
+      const long long held = std::min<long long>(a->st_size, static_cast<long long>(a->st_blocks) * 512);
+      item(changed, n_changed, p, "M", held);
+      bytes += static_cast<uint64_t>(held);
     } else if (!a && b) {
       item(deleted, n_deleted, S_ISDIR(b->st_mode) ? p + "/" : p, "D", -1);
     }
