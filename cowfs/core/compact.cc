@@ -132,10 +132,29 @@ Status merge_index(const Layer& upper, const Layer& lower, const Layer& out) {
   return {};
 }
 
+// Chunked copies are found by origin in chunks/; a file chunked in only one
+// of the two layers keeps its copy as it is.
+Status merge_chunks(const Layer& upper, const Layer& lower, const Layer& out) {
+  if (!out.chunks.valid()) return Errno{EIO};
+  std::unordered_set<std::string> seen;
+  for (const Layer* l : {&upper, &lower}) {
+    if (!l->chunks.valid()) continue;
+    auto entries = sys::read_dir(l->chunks.get());
+    if (!entries) return Errno{entries.error()};
+    for (const auto& e : *entries) {
+      if (!seen.insert(e.name).second) return Errno{EOPNOTSUPP};
+      COWFS_TRY(sys::link_at(l->chunks.get(), e.name.c_str(), out.chunks.get(), e.name.c_str(), 0));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 Status merge_layers(const Layer& upper, const Layer& lower, const Layer& out, Whiteouts& whiteouts,
                     bool privileged) {
+  // Checked first: nothing is built for a merge that cannot be done.
+  COWFS_TRY(merge_chunks(upper, lower, out));
   Merger m(upper, lower, whiteouts, privileged);
   COWFS_TRY(m.merge_dir(upper, upper.root.get(), lower.root.get(), out.root.get()));
   // The root carries the view's root attributes, like every layer's root.

@@ -218,11 +218,21 @@ std::string LayerService::compact(const std::vector<std::string>& keep) {
         if (!dir) throw StoreError("cannot open new layer " + rec.id);
         auto root = sys::open_at(dir->get(), "tree", O_PATH | O_DIRECTORY);
         auto index = sys::open_at(dir->get(), "index", O_PATH | O_DIRECTORY);
-        if (!root || !index) throw StoreError("cannot open new layer " + rec.id);
+        auto chunks = sys::open_at(dir->get(), "chunks", O_RDONLY | O_DIRECTORY);
+        if (!root || !index || !chunks) throw StoreError("cannot open new layer " + rec.id);
         out_layer->root = root.take();
         out_layer->index = index.take();
+        out_layer->chunks = chunks.take();
         out_layer->dev = store_.dev();
         Status s = merge_layers(*here, *pending, *out_layer, whiteouts_, ::geteuid() == 0);
+        if (!s.ok()) {
+          for (const auto& id : made) store_.discard_layer(id);
+        }
+        if (s.error() == EOPNOTSUPP) {
+          throw StoreError("cannot compact: a file is copied up by chunk in both " + r.label +
+                           " and the layer below it, which compact cannot merge yet; keep one "
+                           "of them (nothing was changed)");
+        }
         if (!s.ok()) {
           throw StoreError("cannot merge layers: " + std::string(std::strerror(s.error())) +
                            " (nothing was changed)");

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds rehearse and runs every test: the unlabelled (unit) tests in
+# parallel, then every labelled suite (integration, reliability, ...: real FUSE
+# mounts, which need root for the read-only bind mounts of their lowers) one
+# test at a time. Exits non-zero if anything fails.
+#
+# Environment: BUILD_DIR (default build), JOBS (default nproc).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+build_dir="${BUILD_DIR:-build}"
+jobs="${JOBS:-$(nproc)}"
+
+bash scripts/install-deps.sh
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREHEARSE_WERROR=ON
+cmake --build "$build_dir" -j "$jobs"
+
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+
+rc=0
+echo "== unit tests (in parallel)"
+ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" -LE '.' 2>&1 |
+  tee "$logs/unit.log" || rc=1
+echo "== integration and other labelled tests (one at a time)"
+ctest --test-dir "$build_dir" --output-on-failure -j 1 -L '.' 2>&1 |
+  tee "$logs/integration.log" || rc=1
+
+# One summary line for both runs, in ctest's words.
+total=0
+failed=0
+for log in "$logs/unit.log" "$logs/integration.log"; do
+  line="$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)"
+  if [[ $line =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
+    failed=$((failed + BASH_REMATCH[1]))
+    total=$((total + BASH_REMATCH[2]))
+  fi
+done
+if ((total == 0)); then
+  echo "test.sh: no tests were run" >&2
+  exit 1
+fi
+if ((failed > 0)); then rc=1; fi
+echo
+echo "$(((total - failed) * 100 / total))% tests passed, $failed tests failed out of $total"
+exit "$rc"
