@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -62,7 +63,17 @@ struct Reporter {
 void raise_fd_limit() {
   // One O_PATH fd per known inode, as in passthrough_hp: use all we may.
   struct rlimit rl {};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  // Root may go up to the kernel's ceiling; others to their hard limit.
+  struct rlimit want {
+    rl.rlim_max, rl.rlim_max
+  };
+  if (::geteuid() == 0) {
+    std::ifstream in("/proc/sys/fs/nr_open");
+    rlim_t ceiling = 0;
+    if (in >> ceiling && ceiling > rl.rlim_max) want = {ceiling, ceiling};
+  }
+  if (::setrlimit(RLIMIT_NOFILE, &want) != 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
@@ -133,8 +144,8 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     opts.is_root = ::geteuid() == 0;
     opts.chunk_threshold = o.chunk_threshold;
     opts.chunk_size = static_cast<uint32_t>(o.chunk_size);
+    raise_fd_limit();  // before the overlay sizes its fd budget
     Overlay overlay(store.build_stack(o.lowers), &whiteouts, store.work_fd(), opts);
-    raise_fd_limit();
     std::thread([path = o.store] { Store::purge_trash(path); }).detach();
 
     SessionConfig cfg;

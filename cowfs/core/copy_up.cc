@@ -184,7 +184,10 @@ Status Overlay::copy_up(Node& node, bool with_data) {
   }
   if (node.layer == stack_.top()) return {};
 
-  auto st = sys::stat_fd(node.fd.get());
+  auto nfd = fd_of(node);
+  if (!nfd) return Errno{nfd.error()};
+  const int node_fd = *nfd;
+  auto st = sys::stat_fd(node_fd);
   if (!st) return Errno{st.error()};
   const bool orphan = node.unlinked || !node.parent;
   int dest_dir = work_fd_;
@@ -205,18 +208,18 @@ Status Overlay::copy_up(Node& node, bool with_data) {
     if (chunked) {
       s = copy_up_chunked(node, *st, tmp, *dst);
     } else if (with_data && st->st_size > 0) {
-      auto src = sys::reopen(node.fd.get(), O_RDONLY);
+      auto src = sys::reopen(node_fd, O_RDONLY);
       s = src ? copy_file_data(src->get(), dst->get(), st->st_size) : Status(Errno{src.error()});
     }
     if (s.ok()) s = sys::fsync_fd(dst->get());
   } else if (S_ISLNK(st->st_mode)) {
-    auto target = sys::readlink_at(node.fd.get(), "");
+    auto target = sys::readlink_at(node_fd, "");
     s = target ? sys::symlink_at(target->c_str(), work_fd_, tmp.c_str())
                : Status(Errno{target.error()});
   } else {
     s = sys::mknod_at(work_fd_, tmp.c_str(), st->st_mode, st->st_rdev);
   }
-  if (s.ok()) s = copy_metadata(node.fd.get(), *st, work_fd_, tmp.c_str(), opts_.is_root);
+  if (s.ok()) s = copy_metadata(node_fd, *st, work_fd_, tmp.c_str(), opts_.is_root);
   UniqueFd tfd;
   if (s.ok()) {
     auto fd = sys::open_at(work_fd_, tmp.c_str(), O_PATH | O_NOFOLLOW);
@@ -259,8 +262,11 @@ Status Overlay::copy_up(Node& node, bool with_data) {
     (void)sys::unlink_at(work_fd_, tmp.c_str(), 0);
     return s;
   }
-  node.fd = std::move(tfd);
+  adopt_fd(node, std::move(tfd));
   node.layer = stack_.top();
+  node.via_index = false;
+  // An orphan's copy has no name to be found by again.
+  node.pinned = orphan;
   node.chunks.reset();
   if (chunked) {
     auto loaded = ChunkedFile::load(stack_, 0, node.ino);
@@ -296,13 +302,17 @@ Status Overlay::copy_up_chunked(Node& node, const struct stat& st, const std::st
     if (node.layer->in_store()) {
       const std::string base = chunk_base_name(node.ino);
       (void)sys::unlink_at(top.chunks.get(), base.c_str(), 0);
-      if (::linkat(AT_FDCWD, sys::proc_path(node.fd.get()).c_str(), top.chunks.get(), base.c_str(),
+      auto nfd = fd_of(node);
+      if (!nfd) return Errno{nfd.error()};
+      if (::linkat(AT_FDCWD, sys::proc_path(*nfd).c_str(), top.chunks.get(), base.c_str(),
                    AT_SYMLINK_FOLLOW) < 0) {
         return Errno{errno};
       }
       map.set_base("S");
     } else {
-      auto rel = path_below(node.fd.get(), node.layer->root.get());
+      auto nfd = fd_of(node);
+      if (!nfd) return Errno{nfd.error()};
+      auto rel = path_below(*nfd, node.layer->root.get());
       if (!rel) return Errno{rel.error()};
       map.set_base("L" + std::to_string(node.layer->lower_index) + ":" + *rel);
     }

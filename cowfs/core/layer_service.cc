@@ -375,7 +375,8 @@ std::string LayerService::diff(const std::string& from, const std::string& to, b
     } else if (a && b) {
       // What the change costs in the store: for a file copied up by chunk,
       // only the chunks it holds.
-      const long long held = std::min<long long>(a->st_size, static_cast<long long>(a->st_blocks) * 512);
+      const long long held =
+          std::min<long long>(a->st_size, static_cast<long long>(a->st_blocks) * 512);
       item(changed, n_changed, p, "M", held);
       bytes += static_cast<uint64_t>(held);
     } else if (!a && b) {

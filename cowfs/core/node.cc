@@ -18,6 +18,12 @@ uint64_t compose_ino(const Layer& layer, const struct stat& st) {
   return (tag << 56) | (ino & kMask);
 }
 
+std::atomic<long> Node::open_fds{0};
+
+Node::~Node() {
+  if (fd.valid()) open_fds.fetch_sub(1);
+}
+
 void InodeTable::set_root(NodePtr root) {
   std::lock_guard lock(mu_);
   root->nlookup = 1;  // pinned: the kernel never forgets the root

@@ -51,6 +51,7 @@ struct DirPart {
 class Node {
  public:
   Node(uint64_t number, mode_t mode) : ino(number), type(mode & S_IFMT) {}
+  ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
@@ -64,9 +65,17 @@ class Node {
   std::string name;
   bool unlinked = false;
 
-  // TREE, non-directories: where the data lives now.
+  // TREE, non-directories: where the data lives now. fd may be closed to
+  // stay within the process's fd limit (Overlay::fd_of opens it again from
+  // the parent's directory in that layer, or from the index); a pinned node
+  // has lost the name it could be found by and keeps its fd.
   LayerPtr layer;
-  UniqueFd fd;  // O_PATH, O_NOFOLLOW
+  UniqueFd fd;  // O_PATH, O_NOFOLLOW; GUARDED_BY(fd_mu) when the tree lock is shared
+  bool via_index = false;
+  bool pinned = false;
+  std::mutex fd_mu;
+  // Node fds open in the process, to decide when to close some.
+  static std::atomic<long> open_fds;
 
   // TREE, directories: the parts merged into this directory, top first,
   // ending at the first opaque part.
@@ -82,8 +91,7 @@ class Node {
   std::atomic<uint64_t> data_gen{0};
   std::atomic<uint64_t> nlookup{0};
 
-  // Backing fd and layer of the node's topmost instance.
-  int backing_fd() const { return is_dir() ? parts.front().fd.get() : fd.get(); }
+  // Layer of the node's topmost instance.
   const LayerPtr& backing_layer() const { return is_dir() ? parts.front().layer : layer; }
 };
 

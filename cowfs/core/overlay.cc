@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -49,6 +50,11 @@ Overlay::Overlay(LayerStack stack, Whiteouts* whiteouts, int work_fd, Options op
     if (fd) root_->parts.push_back(DirPart{layer, fd.take()});
   }
   inodes_.set_root(root_);
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    // Half for node fds, the rest for open files, directories and layers.
+    fd_budget_ = std::max<long>(256, static_cast<long>(rl.rlim_cur) / 2);
+  }
 }
 
 std::string Overlay::temp_name() {
@@ -129,6 +135,7 @@ Result<Overlay::Probe> Overlay::probe(const Node& dir, const std::string& name) 
           p.st = *ist;
           p.layer = layer;
           p.fd = idx.take();
+          p.via_index = true;
           auto links = sys::get_xattr(p.fd.get(), kLowerLinksXattr);
           p.lower_links = links ? static_cast<int>(parse_u64(*links).value_or(0)) : 0;
           break;
@@ -174,7 +181,8 @@ Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bo
     fresh->parts = std::move(p->parts);
   } else {
     fresh->layer = p->layer;
-    fresh->fd = std::move(p->fd);
+    adopt_fd(*fresh, std::move(p->fd));
+    fresh->via_index = p->via_index;
     fresh->lower_links = p->lower_links;
     fresh->chunks = std::move(p->chunks);
   }
@@ -186,7 +194,9 @@ Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bo
         // The number was freed and reused while the kernel still knew the
         // old file: the node now stands for the new one.
         n->layer = fresh->layer;
-        n->fd = std::move(fresh->fd);
+        adopt_fd(*n, std::move(fresh->fd));
+        n->via_index = fresh->via_index;
+        n->pinned = false;
         n->parts = std::move(fresh->parts);
         n->lower_links = fresh->lower_links;
         n->chunks = fresh->chunks;
@@ -199,8 +209,57 @@ Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bo
   return n;
 }
 
-Result<struct stat> Overlay::stat_node(const Node& n) const {
-  auto st = sys::stat_fd(n.backing_fd());
+void Overlay::adopt_fd(Node& n, UniqueFd fd) {
+  if (n.fd.valid()) Node::open_fds.fetch_sub(1);
+  if (fd.valid()) Node::open_fds.fetch_add(1);
+  n.fd = std::move(fd);
+}
+
+Result<int> Overlay::fd_of(Node& n) {
+  if (n.is_dir()) return n.parts.front().fd.get();
+  std::lock_guard lock(n.fd_mu);
+  if (n.fd.valid()) return n.fd.get();
+  Result<UniqueFd> fd = Errno{ESTALE};
+  if (n.via_index) {
+    fd = sys::open_at(n.layer->index.get(), index_name(n.ino).c_str(), O_PATH | O_NOFOLLOW);
+  } else if (n.parent) {
+    for (const auto& part : n.parent->parts) {
+      if (part.layer->id == n.layer->id) {
+        fd = sys::open_at(part.fd.get(), n.name.c_str(), O_PATH | O_NOFOLLOW);
+        break;
+      }
+    }
+  }
+  if (!fd) return Errno{fd.error()};
+  adopt_fd(n, fd.take());
+  return n.fd.get();
+}
+
+Result<int> Overlay::backing(Node& n) { return fd_of(n); }
+
+void Overlay::pin(Node& n) {
+  if (n.is_dir()) return;
+  (void)fd_of(n);
+  n.pinned = true;
+}
+
+void Overlay::trim_fds() {
+  if (Node::open_fds.load(std::memory_order_relaxed) <= fd_budget_) return;
+  std::unique_lock tree(tree_mu_);
+  if (Node::open_fds.load() <= fd_budget_) return;
+  // Closing all unpinned ones is simpler than LRU bookkeeping and costs a
+  // reopen only for nodes that are used again.
+  for (const auto& n : inodes_.snapshot()) {
+    if (n->is_dir() || n->pinned || n->unlinked || !n->fd.valid()) continue;
+    if (!n->via_index && !n->parent) continue;
+    adopt_fd(*n, UniqueFd());
+  }
+}
+
+Result<struct stat> Overlay::stat_node(Node& n) {
+  auto bfd = backing(n);
+  if (!bfd) return Errno{bfd.error()};
+  auto st = sys::stat_fd(*bfd);
   if (!st) return st;
   st->st_ino = n.ino;
   if (n.is_dir()) {
@@ -223,6 +282,7 @@ Result<Entry> Overlay::entry_for(const NodePtr& node) {
 }
 
 Result<Entry> Overlay::lookup(uint64_t parent, const std::string& name) {
+  trim_fds();
   std::shared_lock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
@@ -248,7 +308,9 @@ Result<struct stat> Overlay::setattr(uint64_t ino, const SetAttr& a, FileHandle*
   if (!n) return Errno{ESTALE};
   // Truncating to zero needs none of the old data.
   COWFS_TRY(copy_up(*n, !(a.size && a.values.st_size == 0)));
-  int fd = n->backing_fd();
+  auto bfd = backing(*n);
+  if (!bfd) return Errno{bfd.error()};
+  const int fd = *bfd;
   if (a.mode) {
     if (S_ISLNK(n->type)) return Errno{EOPNOTSUPP};
     COWFS_TRY(sys::chmod_fd(fd, a.values.st_mode & 07777));
@@ -290,7 +352,9 @@ Result<std::string> Overlay::readlink(uint64_t ino) {
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   if (!S_ISLNK(n->type)) return Errno{EINVAL};
-  return sys::readlink_at(n->fd.get(), "");
+  auto fd = fd_of(*n);
+  if (!fd) return Errno{fd.error()};
+  return sys::readlink_at(*fd, "");
 }
 
 Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
@@ -305,7 +369,9 @@ Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
   if (writes) {
     std::unique_lock lock(tree_mu_);
     COWFS_TRY(copy_up(*n, !(flags & O_TRUNC)));
-    auto fd = sys::reopen(n->fd.get(), open_flags);
+    auto pfd = fd_of(*n);
+    if (!pfd) return Errno{pfd.error()};
+    auto fd = sys::reopen(*pfd, open_flags);
     if (!fd) return Errno{fd.error()};
     fh->set_fd(fd.take());
     fh->gen_ = n->data_gen.load();
@@ -313,7 +379,9 @@ Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
     register_handle(fh.get());
   } else {
     std::shared_lock lock(tree_mu_);
-    auto fd = sys::reopen(n->fd.get(), open_flags);
+    auto pfd = fd_of(*n);
+    if (!pfd) return Errno{pfd.error()};
+    auto fd = sys::reopen(*pfd, open_flags);
     if (!fd) return Errno{fd.error()};
     fh->set_fd(fd.take());
     fh->gen_ = n->data_gen.load();
@@ -350,7 +418,9 @@ Result<int> Overlay::reopen_handle(FileHandle& fh) {
     // goes to the new top, never into the now frozen layer.
     std::unique_lock lock(tree_mu_);
     COWFS_TRY(copy_up(*fh.node));
-    auto fd = sys::reopen(fh.node->fd.get(), flags);
+    auto pfd = fd_of(*fh.node);
+    if (!pfd) return Errno{pfd.error()};
+    auto fd = sys::reopen(*pfd, flags);
     if (!fd) return Errno{fd.error()};
     fh.current_.store(fd->get(), std::memory_order_release);
     fh.fds_.push_back(fd.take());
@@ -358,7 +428,9 @@ Result<int> Overlay::reopen_handle(FileHandle& fh) {
     // Follow a copy-up made through another handle, so this reader sees
     // what was written there.
     std::shared_lock lock(tree_mu_);
-    auto fd = sys::reopen(fh.node->fd.get(), flags);
+    auto pfd = fd_of(*fh.node);
+    if (!pfd) return Errno{pfd.error()};
+    auto fd = sys::reopen(*pfd, flags);
     if (!fd) return Errno{fd.error()};
     fh.current_.store(fd->get(), std::memory_order_release);
     fh.fds_.push_back(fd.take());
@@ -531,6 +603,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Overlay::create(uint64_t p
                                                                       mode_t mode, int flags,
                                                                       const Caller& caller) {
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
+  trim_fds();
   std::unique_lock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
@@ -579,8 +652,10 @@ Result<std::string> Overlay::getxattr(uint64_t ino, const std::string& name) {
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   const bool store = n->backing_layer()->in_store();
-  auto v = sys::get_xattr(n->backing_fd(), (store ? xattr_names::to_store(name) : name).c_str(),
-                          S_ISLNK(n->type));
+  auto bfd = backing(*n);
+  if (!bfd) return Errno{bfd.error()};
+  auto v =
+      sys::get_xattr(*bfd, (store ? xattr_names::to_store(name) : name).c_str(), S_ISLNK(n->type));
   if (!v && v.error() == ENOTSUP) return Errno{ENODATA};
   return v;
 }
@@ -589,7 +664,9 @@ Result<std::vector<std::string>> Overlay::listxattr(uint64_t ino) {
   std::shared_lock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
-  auto names = sys::list_xattr(n->backing_fd(), S_ISLNK(n->type));
+  auto bfd = backing(*n);
+  if (!bfd) return Errno{bfd.error()};
+  auto names = sys::list_xattr(*bfd, S_ISLNK(n->type));
   if (!names) {
     if (names.error() == ENOTSUP) return std::vector<std::string>{};
     return names;
@@ -608,8 +685,9 @@ Status Overlay::setxattr(uint64_t ino, const std::string& name, const std::strin
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   COWFS_TRY(copy_up(*n));
-  return sys::set_xattr(n->backing_fd(), xattr_names::to_store(name).c_str(), value, flags,
-                        S_ISLNK(n->type));
+  auto bfd = backing(*n);
+  if (!bfd) return Errno{bfd.error()};
+  return sys::set_xattr(*bfd, xattr_names::to_store(name).c_str(), value, flags, S_ISLNK(n->type));
 }
 
 Status Overlay::removexattr(uint64_t ino, const std::string& name) {
@@ -617,13 +695,16 @@ Status Overlay::removexattr(uint64_t ino, const std::string& name) {
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   // Removing an attribute the file does not have must not copy it up.
-  auto has =
-      sys::get_xattr(n->backing_fd(),
-                     (n->backing_layer()->in_store() ? xattr_names::to_store(name) : name).c_str(),
-                     S_ISLNK(n->type));
+  auto before = backing(*n);
+  if (!before) return Errno{before.error()};
+  auto has = sys::get_xattr(
+      *before, (n->backing_layer()->in_store() ? xattr_names::to_store(name) : name).c_str(),
+      S_ISLNK(n->type));
   if (!has) return Errno{has.error() == ENOTSUP ? ENODATA : has.error()};
   COWFS_TRY(copy_up(*n));
-  return sys::remove_xattr(n->backing_fd(), xattr_names::to_store(name).c_str(), S_ISLNK(n->type));
+  auto bfd = backing(*n);
+  if (!bfd) return Errno{bfd.error()};
+  return sys::remove_xattr(*bfd, xattr_names::to_store(name).c_str(), S_ISLNK(n->type));
 }
 
 Status Overlay::fsync_dir(uint64_t ino, bool datasync) {

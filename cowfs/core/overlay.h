@@ -84,10 +84,11 @@ struct FileHandle {
  private:
   friend class Overlay;
   std::atomic<int> current_{-1};
-  std::atomic<uint64_t> gen_{0};        // node->data_gen when opened
-  std::atomic<uint64_t> stack_gen_{0};  // Overlay's stack generation when opened
-  std::mutex mu_;                       // serialises reopening
-  std::vector<UniqueFd> fds_;           // GUARDED_BY(mu_)
+  std::atomic<uint64_t> gen_{0};  // node->data_gen when opened
+  std::atomic<uint64_t> stack_gen_{0};
+  long fd_budget_ = 4096;      // Overlay's stack generation when opened
+  std::mutex mu_;              // serialises reopening
+  std::vector<UniqueFd> fds_;  // GUARDED_BY(mu_)
 };
 
 // Kernel caches to drop after the view changed under the kernel (rewind,
@@ -216,11 +217,22 @@ class Overlay {
     uint64_t ino = 0;
     int lower_links = -1;
     ChunkedPtr chunks;
+    bool via_index = false;
   };
   Result<Probe> probe(const Node& dir, const std::string& name) const;
   Result<NodePtr> resolve(const NodePtr& dir, const std::string& name, bool count);
   Result<Entry> entry_for(const NodePtr& node);
-  Result<struct stat> stat_node(const Node& node) const;
+  Result<struct stat> stat_node(Node& node);
+  // The O_PATH fd of a node's backing object (see Node::fd). Needs tree_mu_
+  // held, shared or exclusive.
+  Result<int> fd_of(Node& node);
+  Result<int> backing(Node& node);
+  // Sets node's fd, counting it.
+  static void adopt_fd(Node& node, UniqueFd fd);
+  // Keeps node's fd open for good: its name is about to go.
+  void pin(Node& node);
+  // Closes node fds beyond the budget; takes tree_mu_ exclusively.
+  void trim_fds();
   Result<NodePtr> dir_node(uint64_t ino) const;
 
   // Copy-up and top-layer helpers; all need tree_mu_ held exclusively.
@@ -256,6 +268,7 @@ class Overlay {
   std::mutex name_mu_;
   std::atomic<uint64_t> temp_counter_{0};
   std::atomic<uint64_t> stack_gen_{0};
+  long fd_budget_ = 4096;
   mutable std::mutex handles_mu_;
   std::unordered_set<FileHandle*> writers_;  // GUARDED_BY(handles_mu_)
 };

@@ -109,7 +109,9 @@ Result<Entry> Overlay::link(uint64_t ino, uint64_t newparent, const std::string&
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
   const bool wh = sys::stat_at(*top, newname.c_str()).ok();
-  const std::string src = sys::proc_path(n->fd.get());
+  auto nfd = fd_of(*n);
+  if (!nfd) return Errno{nfd.error()};
+  const std::string src = sys::proc_path(*nfd);
   auto make = [&](int d, const char* name) {
     if (::linkat(AT_FDCWD, src.c_str(), d, name, AT_SYMLINK_FOLLOW) < 0)
       return Status(Errno{errno});
@@ -156,12 +158,16 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
   NodePtr n = *child;
   if (n->is_dir()) return Errno{EISDIR};
   if (S_ISREG(n->type) && !n->layer->in_store()) {
-    auto st = sys::stat_fd(n->fd.get());
+    auto nfd = fd_of(*n);
+    if (!nfd) return Errno{nfd.error()};
+    auto st = sys::stat_fd(*nfd);
     // Other lower names must keep seeing the file and its true link count.
     if (st && st->st_nlink > 1) COWFS_TRY(copy_up(*n));
   }
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
+  // The node can no longer be found again under this name.
+  if (n->parent == *dir && n->name == name) pin(*n);
   const bool in_top = sys::stat_at(*top, name.c_str()).ok();
   const bool need_wh = lower_has(**dir, name);
   if (in_top && need_wh) {
@@ -178,7 +184,9 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
     COWFS_TRY(whiteouts_->make(*top, name.c_str()));
     if (n->lower_links > 0 && n->layer->in_store()) {
       --n->lower_links;
-      (void)sys::set_xattr(n->fd.get(), kLowerLinksXattr, std::to_string(n->lower_links), 0);
+      if (auto lfd = fd_of(*n)) {
+        (void)sys::set_xattr(*lfd, kLowerLinksXattr, std::to_string(n->lower_links), 0);
+      }
     }
   }
   auto st = stat_node(*n);
@@ -304,6 +312,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
   }
 
   if (needs_opaque(src, **ddir, newname)) COWFS_TRY(mark_opaque(src));
+  if (dst && dst->parent == *ddir && dst->name == newname) pin(*dst);
   const bool src_needs_wh = lower_has(**sdir, name);
   auto dst_top = sys::stat_at(*dtop, newname.c_str());
   if (dst_top && dst && dst->is_dir()) COWFS_TRY(make_merged_empty(*dst));

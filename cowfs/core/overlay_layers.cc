@@ -141,7 +141,8 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
         n->parts = std::move(p->parts);
       } else {
         n->layer = p->layer;
-        n->fd = std::move(p->fd);
+        adopt_fd(*n, std::move(p->fd));
+        n->via_index = p->via_index;
         n->lower_links = p->lower_links;
         n->chunks = std::move(p->chunks);
         n->data_gen.fetch_add(1);

@@ -1,3 +1,4 @@
+#include <sys/resource.h>
 #include <sys/xattr.h>
 
 #include <cstring>
@@ -194,6 +195,31 @@ TEST_F(OverlayTest, DeleteThenRecreateShowsNoOldBytes) {
   EXPECT_EQ(read("f"), "new");
   mount();
   EXPECT_EQ(read("f"), "new");
+}
+
+TEST_F(OverlayTest, ManyMoreFilesThanTheFdLimitAllowsStayReachable) {
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  struct rlimit low = {600, old.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  for (int i = 0; i < 1500; ++i) write_lower("many/l" + std::to_string(i), std::to_string(i));
+  mount();
+  for (int i = 0; i < 1500; ++i) {
+    auto c = overlay_->create(dir("many"), "n" + std::to_string(i), 0644, O_RDWR, me_);
+    ASSERT_TRUE(c) << i << ": " << std::strerror(c.error());
+    overlay_->release(c->second.get());
+  }
+  for (int i = 0; i < 1500; i += 7) {
+    ASSERT_EQ(read("many/l" + std::to_string(i)), std::to_string(i));
+    ASSERT_TRUE(overlay_->getattr(*walk("many/n" + std::to_string(i))));
+  }
+  write("many/l3", "three");
+  ASSERT_TRUE(overlay_->unlink(dir("many"), "l5").ok());
+  EXPECT_EQ(read("many/l3"), "three");
+  EXPECT_EQ(walk("many/l5").error(), ENOENT);
+  EXPECT_LT(Node::open_fds.load(), 600);
+  overlay_.reset();
+  ::setrlimit(RLIMIT_NOFILE, &old);
 }
 
 }  // namespace
