@@ -1,0 +1,157 @@
+// rehearse status: data version, pending and changed increments, the
+// increment in progress, store size, and whether the journal and the data
+// agree about the version.
+#include <iostream>
+
+#include "harness/cli/cli.h"
+#include "harness/json.h"
+#include "harness/runner.h"
+
+namespace rehearse::cli {
+
+CLI::App* setup_status(CLI::App& app, StatusOptions& o) {
+  auto* cmd = app.add_subcommand("status", "Data version, pending and changed increments");
+  cmd->add_flag("--json", o.json, "Print JSON");
+  return cmd;
+}
+
+int run_status(const Globals& g, const StatusOptions& o) {
+  return guarded([&] {
+    Session s = open_session(g, false);
+    std::string steps_error;
+    std::vector<Increment> plan;
+    try {
+      plan = discover_steps(s.ws.config.steps, s.ws.config.sqlite.has_value());
+    } catch (const DiscoveryError& e) {
+      steps_error = e.what();
+    }
+    WorkspaceState st = analyze(plan, *s.journal);
+    const bool mounted = s.cowfs->is_mounted(s.ws.config.mountpoint);
+    std::optional<std::string> data_version;
+    if (mounted && s.ws.config.sqlite) {
+      data_version = read_data_version(*s.ws.sqlite_under(s.ws.config.mountpoint));
+    }
+    const std::string journal_version = st.current ? st.current->str() : "";
+    bool disagree = mounted && s.ws.config.sqlite && data_version.value_or("") != journal_version;
+    std::string busy;
+    try {
+      WorkspaceLock probe(s.ws.lock_path());
+    } catch (const LockBusy& e) {
+      busy = e.what();
+    }
+    std::string store_error;
+    int64_t store_bytes = 0, layers = 0;
+    try {
+      for (const auto& l : s.cowfs->layers()) {
+        store_bytes += l.bytes;
+        ++layers;
+      }
+    } catch (const StoreError& e) {
+      store_error = e.what();
+    }
+    auto intent = s.journal->intent();
+    bool committing = false;
+    for (const auto& a : st.applied) committing = committing || a.state == "committing";
+    auto last = s.journal->last_run();
+
+    if (o.json) {
+      std::vector<std::string> pending, changed;
+      for (const auto* p : st.pending) pending.push_back(json::quote(p->label()));
+      for (const auto& c : st.changed) {
+        std::vector<std::string> reasons;
+        for (const auto& r : c.reasons) reasons.push_back(json::quote(r));
+        changed.push_back(json::Object()
+                              .add("version", c.version)
+                              .add_raw("reasons", json::array(reasons))
+                              .str());
+      }
+      json::Object out;
+      out.add("workspace", s.ws.root).add("mountpoint", s.ws.config.mountpoint);
+      out.add("mounted", mounted);
+      if (st.current)
+        out.add("version", journal_version);
+      else
+        out.add_null("version");
+      out.add("stamped", st.stamped.has_value());
+      if (data_version)
+        out.add("data_version", *data_version);
+      else
+        out.add_null("data_version");
+      out.add("version_disagreement", disagree);
+      out.add_raw("pending", json::array(pending)).add_raw("changed", json::array(changed));
+      if (st.partial)
+        out.add("in_progress", *st.partial);
+      else
+        out.add_null("in_progress");
+      out.add("needs_recovery", intent.has_value() || committing);
+      out.add("layers", layers).add("store_bytes", store_bytes);
+      if (!store_error.empty()) out.add("store_error", store_error);
+      if (!steps_error.empty()) out.add("steps_error", steps_error);
+      if (!busy.empty()) out.add("busy", busy);
+      if (last) {
+        out.add_raw("last_run", json::Object()
+                                    .add("id", last->id)
+                                    .add("command", last->command)
+                                    .add("outcome", last->outcome)
+                                    .add("error", last->error)
+                                    .str());
+      }
+      std::cout << out.str() << "\n";
+      return 0;
+    }
+    std::cout << "workspace:   " << s.ws.root << "\n";
+    std::cout << "mount:       " << s.ws.config.mountpoint
+              << (mounted ? " (mounted)" : " (not mounted)") << "\n";
+    std::cout << "version:     " << (st.current ? journal_version : "production (none applied)")
+              << (st.stamped ? " (stamped)" : "") << "\n";
+    if (s.ws.config.sqlite) {
+      std::cout << "data says:   "
+                << (!mounted       ? "unknown (not mounted)"
+                    : data_version ? *data_version
+                                   : std::string("no version table"));
+      if (disagree) {
+        std::cout << "  <- DISAGREES with the journal";
+        if (st.partial && data_version == st.partial) {
+          std::cout << " (increment " << *st.partial << " was interrupted while committing; "
+                    << "`rehearse run` finishes it)";
+        } else {
+          std::cout << " (use `rehearse stamp V` if the data's version is known)";
+        }
+      }
+      std::cout << "\n";
+    }
+    std::string pend;
+    for (const auto* p : st.pending) pend += (pend.empty() ? "" : ", ") + p->label();
+    std::cout << "pending:     " << (pend.empty() ? "none" : pend) << "\n";
+    if (st.partial) {
+      int done = 0;
+      for (const auto& p : st.partial_steps) done += p.done ? 1 : 0;
+      std::cout << "in progress: " << *st.partial << " (" << done
+                << " step(s) done; `rehearse run` "
+                << "resumes it)\n";
+    }
+    for (const auto& c : st.changed) {
+      std::cout << "changed:     " << c.version << ":";
+      for (size_t i = 0; i < c.reasons.size(); ++i) std::cout << (i ? ", " : " ") << c.reasons[i];
+      std::cout << "\n";
+    }
+    if (intent || committing) {
+      std::cout << "recovery:    an operation was interrupted; the next run/rewind/reset completes "
+                << "it\n";
+    }
+    if (store_error.empty()) {
+      std::cout << "store:       " << layers << " layer(s), " << store_bytes << " bytes\n";
+    } else {
+      std::cout << "store:       unknown (" << store_error << ")\n";
+    }
+    if (!steps_error.empty()) std::cout << "steps:       ERROR " << steps_error << "\n";
+    if (last) {
+      std::cout << "last run:    #" << last->id << " " << last->command << ": " << last->outcome
+                << (last->error.empty() ? "" : " - " + last->error) << "\n";
+    }
+    if (!busy.empty()) std::cout << "busy:        " << busy << "\n";
+    return 0;
+  });
+}
+
+}  // namespace rehearse::cli

@@ -1,0 +1,78 @@
+// Workspace and its configuration.
+//
+// A workspace is a directory holding
+//   rehearse.toml        lowers (top first), mountpoint, steps, optional sqlite
+//   .rehearse/store/     the cowfs store (layers, control socket)
+//   .rehearse/journal.db the journal (see journal.h)
+//   .rehearse/logs/      rehearse.log and one log per step call
+//   .rehearse/state/     REHEARSE_STATE files of executable steps
+//   .rehearse/lock       flock()ed by the one command that changes the workspace
+//
+// Relative paths in rehearse.toml are relative to the workspace directory;
+// `sqlite` is a path inside the mount (never absolute, never "..").
+// load() validates everything and throws ConfigError with one line that names
+// the problem and the fix; nothing is created by load().
+#pragma once
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rehearse {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  std::vector<std::string> lowers;    // absolute, top first
+  std::string mountpoint;             // absolute
+  std::string steps;                  // absolute
+  std::optional<std::string> sqlite;  // relative to the mountpoint
+};
+
+struct Workspace {
+  std::string root;  // absolute
+  Config config;
+
+  std::string config_path() const { return root + "/rehearse.toml"; }
+  std::string state_dir() const { return root + "/.rehearse"; }
+  std::string store() const { return state_dir() + "/store"; }
+  std::string journal_path() const { return state_dir() + "/journal.db"; }
+  std::string logs_dir() const { return state_dir() + "/logs"; }
+  std::string step_state_dir() const { return state_dir() + "/state"; }
+  std::string lock_path() const { return state_dir() + "/lock"; }
+  // Absolute path of the configured SQLite database under `data_root`
+  // (the mountpoint, or the real data in --in-place mode).
+  std::optional<std::string> sqlite_under(const std::string& data_root) const;
+
+  // Reads DIR/rehearse.toml. Throws ConfigError.
+  static Workspace load(const std::string& dir);
+};
+
+struct InitRequest {
+  std::string dir;  // the workspace
+  std::vector<std::string> lowers;
+  std::string mountpoint;
+  std::string steps;
+  std::optional<std::string> sqlite;
+};
+
+// Checks the request (lowers exist, no overlapping paths, no existing
+// workspace), then writes rehearse.toml and .rehearse/ and creates the
+// mountpoint and steps folders if missing. On any error throws ConfigError
+// before anything was written.
+Workspace init_workspace(const InitRequest& req);
+
+// Absolute, lexically normal form of path (relative to base when relative),
+// symlinks of existing ancestors resolved.
+std::string absolute_path(const std::string& path, const std::string& base);
+// True when inner is outer or lies below it (both absolute_path()s).
+bool path_within(const std::string& inner, const std::string& outer);
+
+// Checks a validated Config against the workspace (shared by init and load).
+void check_config(const std::string& root, const Config& c);
+
+}  // namespace rehearse

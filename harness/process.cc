@@ -1,0 +1,234 @@
+#include "harness/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace rehearse {
+
+namespace {
+
+std::vector<char*> cstrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// Splits complete lines out of buf, calling fn for each.
+void drain_lines(std::string& buf, const LineFn& fn, bool flush) {
+  size_t pos;
+  while ((pos = buf.find('\n')) != std::string::npos) {
+    std::string line = buf.substr(0, pos);
+    buf.erase(0, pos + 1);
+    if (fn) fn(line);
+  }
+  if (flush && !buf.empty()) {
+    if (fn) fn(buf);
+    buf.clear();
+  }
+}
+
+ProcResult status_to_result(int status) {
+  ProcResult r;
+  if (WIFEXITED(status)) {
+    r.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    r.signal = WTERMSIG(status);
+  }
+  return r;
+}
+
+}  // namespace
+
+std::vector<std::string> environment_with(const std::vector<std::string>& extra) {
+  std::map<std::string, std::string> env;
+  std::vector<std::string> order;
+  auto put = [&](const std::string& kv) {
+    auto eq = kv.find('=');
+    std::string k = kv.substr(0, eq);
+    if (!env.count(k)) order.push_back(k);
+    env[k] = kv;
+  };
+  for (char** e = environ; e && *e; ++e) put(*e);
+  for (const auto& kv : extra) put(kv);
+  std::vector<std::string> out;
+  for (const auto& k : order) out.push_back(env[k]);
+  return out;
+}
+
+ProcResult run_capture(const std::vector<std::string>& argv) {
+  StreamOptions o;
+  o.argv = argv;
+  o.env = environment_with({});
+  o.die_with_parent = false;  // `cowfs mount` forks a daemon that must outlive us
+  std::string out, err;
+  o.on_stdout = [&](const std::string& l) { out += l + "\n"; };
+  o.on_stderr = [&](const std::string& l) { err += l + "\n"; };
+  ProcResult r = run_streaming(o);
+  r.out = out;
+  r.err = err;
+  return r;
+}
+
+ProcResult run_streaming(const StreamOptions& o) {
+  int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, prog_pipe[2] = {-1, -1};
+  auto close_all = [&] {
+    for (int* p : {out_pipe, err_pipe, prog_pipe}) {
+      for (int i = 0; i < 2; ++i) {
+        if (p[i] >= 0) ::close(p[i]);
+        p[i] = -1;
+      }
+    }
+  };
+  if (!o.inherit_stdio && (::pipe2(out_pipe, O_CLOEXEC) < 0 || ::pipe2(err_pipe, O_CLOEXEC) < 0)) {
+    close_all();
+    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  }
+  if (o.progress_fd && ::pipe2(prog_pipe, O_CLOEXEC) < 0) {
+    close_all();
+    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  }
+  // Prepared before fork: only async-signal-safe calls in the child.
+  auto argv = cstrings(o.argv);
+  auto envp = cstrings(o.env);
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    close_all();
+    throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    if (o.die_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) _exit(127);
+    }
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (!o.inherit_stdio) {
+      ::dup2(devnull, 0);
+      ::dup2(out_pipe[1], 1);
+      ::dup2(err_pipe[1], 2);
+    }
+    int first_free = 3;
+    if (o.progress_fd) {
+      ::dup2(prog_pipe[1], *o.progress_fd);
+      first_free = *o.progress_fd + 1;
+      // Everything between 3 and the progress fd must go too.
+      for (int fd = 3; fd < *o.progress_fd; ++fd) ::close(fd);
+    }
+    ::close_range(static_cast<unsigned>(first_free), ~0U, 0);
+    if (!o.cwd.empty() && ::chdir(o.cwd.c_str()) < 0) {
+      const char msg[] = "rehearse: cannot enter the working directory\n";
+      (void)!::write(2, msg, sizeof msg - 1);
+      _exit(127);
+    }
+    ::signal(SIGPIPE, SIG_DFL);
+    ::execvpe(argv[0], argv.data(), envp.data());
+    const char msg[] = "rehearse: cannot execute the command: ";
+    (void)!::write(2, msg, sizeof msg - 1);
+    const char* e = std::strerror(errno);
+    (void)!::write(2, e, std::strlen(e));
+    (void)!::write(2, "\n", 1);
+    _exit(127);
+  }
+  for (int* p : {out_pipe, err_pipe, prog_pipe}) {
+    if (p[1] >= 0) ::close(p[1]);
+    p[1] = -1;
+  }
+
+  struct Stream {
+    int fd;
+    std::string buf;
+    const LineFn* fn;
+  };
+  std::vector<Stream> streams;
+  if (out_pipe[0] >= 0) streams.push_back({out_pipe[0], "", &o.on_stdout});
+  if (err_pipe[0] >= 0) streams.push_back({err_pipe[0], "", &o.on_stderr});
+  if (prog_pipe[0] >= 0) streams.push_back({prog_pipe[0], "", &o.on_progress});
+
+  using clock = std::chrono::steady_clock;
+  auto last_tick = clock::now();
+  std::optional<clock::time_point> term_sent;
+  int status = 0;
+  bool reaped = false;
+  size_t open_streams = streams.size();
+  char buf[65536];
+  while (!reaped || open_streams > 0) {
+    if (o.stop && o.stop->load() && !reaped) {
+      if (!term_sent) {
+        ::kill(pid, SIGTERM);
+        term_sent = clock::now();
+      } else if (clock::now() - *term_sent > std::chrono::seconds(10)) {
+        ::kill(pid, SIGKILL);
+      }
+    }
+    std::vector<pollfd> pfds;
+    for (auto& s : streams) {
+      if (s.fd >= 0) pfds.push_back({s.fd, POLLIN, 0});
+    }
+    int timeout = reaped ? 1000 : 200;
+    if (!pfds.empty()) {
+      int n = ::poll(pfds.data(), pfds.size(), timeout);
+      if (n < 0 && errno != EINTR) break;
+      for (auto& p : pfds) {
+        if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        for (auto& s : streams) {
+          if (s.fd != p.fd) continue;
+          ssize_t r = ::read(s.fd, buf, sizeof buf);
+          if (r > 0) {
+            s.buf.append(buf, static_cast<size_t>(r));
+            drain_lines(s.buf, *s.fn, false);
+          } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+            drain_lines(s.buf, *s.fn, true);
+            ::close(s.fd);
+            s.fd = -1;
+            --open_streams;
+          }
+        }
+      }
+    } else if (!reaped) {
+      ::poll(nullptr, 0, timeout);
+    }
+    if (!reaped) {
+      pid_t w = ::waitpid(pid, &status, WNOHANG);
+      if (w == pid) reaped = true;
+    }
+    // A grandchild (e.g. a daemon) may hold our pipes after the child exited:
+    // stop reading once the child is gone and nothing is pending.
+    if (reaped && open_streams > 0) {
+      bool any = false;
+      for (auto& s : streams) {
+        if (s.fd < 0) continue;
+        pollfd p{s.fd, POLLIN, 0};
+        if (::poll(&p, 1, 50) > 0 && (p.revents & POLLIN)) any = true;
+      }
+      if (!any) {
+        for (auto& s : streams) {
+          if (s.fd < 0) continue;
+          drain_lines(s.buf, *s.fn, true);
+          ::close(s.fd);
+          s.fd = -1;
+        }
+        open_streams = 0;
+      }
+    }
+    if (o.on_tick && clock::now() - last_tick >= std::chrono::seconds(1)) {
+      last_tick = clock::now();
+      o.on_tick();
+    }
+  }
+  if (!reaped) ::waitpid(pid, &status, 0);
+  return status_to_result(status);
+}
+
+}  // namespace rehearse

@@ -1,0 +1,132 @@
+// Executable steps: bounded calls, each with the step's saved state, until
+// the step says it is finished (exit 0) or fails.
+#include <sys/stat.h>
+
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "harness/journal.h"
+#include "harness/process.h"
+#include "harness/runner.h"
+
+namespace rehearse {
+
+namespace {
+
+constexpr size_t kTailLines = 20;
+constexpr int kProgressFd = 3;
+
+std::string join_tail(const std::deque<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+// Parses "DONE TOTAL [message]"; false when the line is not of that form.
+bool parse_progress(const std::string& line, int64_t& done, int64_t& total, std::string& msg) {
+  std::istringstream in(line);
+  long long d = 0, t = 0;
+  if (!(in >> d >> t)) return false;
+  done = d;
+  total = t;
+  std::getline(in, msg);
+  auto p = msg.find_first_not_of(' ');
+  msg = p == std::string::npos ? "" : msg.substr(p);
+  return true;
+}
+
+}  // namespace
+
+StepResult run_exec_step(const Step& step, const StepEnv& env) {
+  StepResult r;
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(env.state_file).parent_path(), ec);
+  if (!std::filesystem::exists(env.state_file)) std::ofstream(env.state_file).flush();
+  std::ofstream log(env.log_path, std::ios::app);
+  std::deque<std::string> tail;
+  int64_t done = 0, total = 0;
+  while (true) {
+    std::string first_stderr;
+    auto keep = [&](const std::string& stream, const std::string& line) {
+      log << "[" << stream << "] " << line << "\n";
+      tail.push_back(stream == "stderr" ? "! " + line : line);
+      if (tail.size() > kTailLines) tail.pop_front();
+      if (stream == "stderr" && first_stderr.empty() &&
+          line.find_first_not_of(" \t") != std::string::npos) {
+        first_stderr = line;
+      }
+      if (env.progress) env.progress->output(stream, line);
+    };
+    StreamOptions o;
+    o.argv = {step.path};
+    o.cwd = env.data_root;
+    std::vector<std::string> extra = {
+        "REHEARSE_ROOT=" + env.data_root,
+        "REHEARSE_VERSION=" + env.version,
+        "REHEARSE_STEP=" + step.name,
+        "REHEARSE_STATE=" + env.state_file,
+        "REHEARSE_PROGRESS_FD=" + std::to_string(kProgressFd),
+        "REHEARSE_MORE_EXIT=" + std::to_string(kExitMoreToDo),
+    };
+    if (env.sqlite) extra.push_back("REHEARSE_SQLITE=" + *env.sqlite);
+    o.env = environment_with(extra);
+    o.progress_fd = kProgressFd;
+    o.on_stdout = [&](const std::string& l) { keep("stdout", l); };
+    o.on_stderr = [&](const std::string& l) { keep("stderr", l); };
+    o.on_progress = [&](const std::string& l) {
+      std::string msg;
+      if (parse_progress(l, done, total, msg)) {
+        if (env.progress) env.progress->progress(done, total, msg);
+      } else {
+        log << "[progress] unparsable line: " << l << "\n";
+      }
+    };
+    o.on_tick = [&] {
+      if (env.progress) env.progress->tick();
+    };
+    o.stop = env.stop;
+    log << "== call " << (r.calls + 1) << " at " << static_cast<int64_t>(now_seconds()) << "\n"
+        << std::flush;
+    ProcResult p;
+    try {
+      p = run_streaming(o);
+    } catch (const std::exception& e) {
+      r.outcome = Outcome::kFailed;
+      r.error = e.what();
+      break;
+    }
+    ++r.calls;
+    log << "== exit "
+        << (p.signal ? "signal " + std::to_string(p.signal) : std::to_string(p.exit_code)) << "\n"
+        << std::flush;
+    const bool stopping = env.stop && env.stop->load();
+    if (p.signal == 0 && p.exit_code == 0) {
+      r.outcome = Outcome::kDone;
+      break;
+    }
+    if (p.signal == 0 && p.exit_code == kExitMoreToDo) {
+      if (stopping) {
+        r.outcome = Outcome::kInterrupted;
+        break;
+      }
+      continue;
+    }
+    if (stopping) {  // killed by our SIGTERM, or exited because of it
+      r.outcome = Outcome::kInterrupted;
+      break;
+    }
+    r.outcome = Outcome::kFailed;
+    r.exit_code = p.signal ? 128 + p.signal : p.exit_code;
+    std::string why = p.signal ? "killed by signal " + std::to_string(p.signal)
+                               : "exit " + std::to_string(p.exit_code);
+    r.error = first_stderr.empty() ? why : first_stderr + " (" + why + ")";
+    break;
+  }
+  r.items = done;
+  r.tail = join_tail(tail);
+  return r;
+}
+
+}  // namespace rehearse

@@ -1,0 +1,97 @@
+// The seam between the harness and cowfs.
+//
+//  * Mounter: mount / unmount / is-mounted of a workspace's view.
+//  * LayerStore: checkpoint, rewind, reset, layers, diff of a store.
+//
+// CowfsCli implements both by running the `cowfs` binary (the harness never
+// includes FUSE headers and treats cowfs as an external program). Unit tests
+// of the pipeline use a fake LayerStore over a plain directory.
+//
+// Every failure throws StoreError with cowfs' own one-line message.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rehearse {
+
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct LayerInfo {
+  std::string id;
+  std::string label;  // "" for the writable top
+  int64_t created = 0;
+  int64_t files = 0;
+  int64_t bytes = 0;
+  int64_t chunked_bytes = 0;
+  bool top = false;
+};
+
+struct DiffEntry {
+  std::string path;
+  int64_t bytes = 0;
+};
+
+struct StoreDiff {
+  std::vector<DiffEntry> added, changed, deleted;
+};
+
+class Mounter {
+ public:
+  virtual ~Mounter() = default;
+  virtual void mount(const std::vector<std::string>& lowers, const std::string& mountpoint) = 0;
+  virtual void umount(const std::string& mountpoint) = 0;
+  virtual bool is_mounted(const std::string& mountpoint) = 0;
+};
+
+class LayerStore {
+ public:
+  virtual ~LayerStore() = default;
+  virtual void checkpoint(const std::string& label) = 0;
+  virtual void rewind(const std::string& label) = 0;
+  virtual void reset() = 0;
+  virtual std::vector<LayerInfo> layers() = 0;  // top first
+  // Changes between two checkpoints; nullopt from = production, nullopt to =
+  // the current top.
+  virtual StoreDiff diff(const std::optional<std::string>& from,
+                         const std::optional<std::string>& to) = 0;
+};
+
+class CowfsCli : public Mounter, public LayerStore {
+ public:
+  CowfsCli(std::string binary, std::string store)
+      : bin_(std::move(binary)), store_(std::move(store)) {}
+
+  void mount(const std::vector<std::string>& lowers, const std::string& mountpoint) override;
+  void umount(const std::string& mountpoint) override;
+  bool is_mounted(const std::string& mountpoint) override;
+  void checkpoint(const std::string& label) override;
+  void rewind(const std::string& label) override;
+  void reset() override;
+  std::vector<LayerInfo> layers() override;
+  StoreDiff diff(const std::optional<std::string>& from,
+                 const std::optional<std::string>& to) override;
+
+ private:
+  std::string run(const std::vector<std::string>& args, const std::string& what);
+  std::string bin_;
+  std::string store_;
+};
+
+// Where the cowfs binary is: $REHEARSE_COWFS, else next to this executable,
+// else ../cowfs relative to it (the build tree), else "cowfs" from $PATH.
+std::string find_cowfs_binary();
+
+// Is there a cowfs (fuse.cowfs) mount at path (absolute)?
+bool cowfs_mounted_at(const std::string& path);
+
+// Is `label` a valid cowfs layer label (1-64 chars of [A-Za-z0-9._-])?
+bool valid_label(const std::string& label);
+
+}  // namespace rehearse

@@ -1,0 +1,174 @@
+// cowfs runs as an ordinary user: mount (through the setuid fusermount3),
+// write, unmount, all as that user.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "tests/integration/fixture.h"
+
+namespace cowfs_it {
+namespace {
+
+// Makes /dev/fuse usable by everyone (its usual mode, 0666) for the guard's
+// lifetime, restoring the previous mode afterwards. libfuse opens /dev/fuse
+// itself before falling back to fusermount3, so a 0600 device (as in some
+// containers) stops every unprivileged FUSE mount.
+class DevFuseOpen {
+ public:
+  DevFuseOpen() {
+    struct stat st {};
+    if (::stat("/dev/fuse", &st) != 0) throw std::runtime_error("no /dev/fuse");
+    old_mode_ = st.st_mode & 07777;
+    if ((old_mode_ & 0666) != 0666) {
+      if (::chmod("/dev/fuse", 0666) != 0) throw std::runtime_error("chmod /dev/fuse");
+      changed_ = true;
+      std::cerr << "note: /dev/fuse was mode " << std::oct << old_mode_ << std::dec
+                << "; made 0666 for this test\n";
+    }
+  }
+  ~DevFuseOpen() {
+    if (changed_) ::chmod("/dev/fuse", old_mode_);
+  }
+  DevFuseOpen(const DevFuseOpen&) = delete;
+  DevFuseOpen& operator=(const DevFuseOpen&) = delete;
+
+ private:
+  mode_t old_mode_ = 0;
+  bool changed_ = false;
+};
+
+std::string find_in_path(const std::string& prog) {
+  for (const char* dir : {"/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"}) {
+    std::string p = std::string(dir) + "/" + prog;
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return "";
+}
+
+uid_t status_uid(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Uid:", 0) == 0) return static_cast<uid_t>(std::stoul(line.substr(4)));
+  }
+  return static_cast<uid_t>(-1);
+}
+
+TEST(UnprivilegedTest, MountWriteUmountAsOrdinaryUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create the test user and chown its dirs";
+  std::string fusermount = find_in_path("fusermount3");
+  ASSERT_FALSE(fusermount.empty()) << "fusermount3 is not installed";
+  struct stat fm = stat_or_throw(fusermount);
+  ASSERT_TRUE(fm.st_mode & S_ISUID) << fusermount << " is not setuid root";
+  ASSERT_EQ(fm.st_uid, 0u);
+
+  const TestUser user = ensure_test_user();
+  const uid_t uid = user.uid;
+  const gid_t gid = user.gid;
+  ASSERT_NE(uid, 0u);
+  DevFuseOpen dev_fuse;
+
+  ::umask(022);
+  TempDir tmp("cowfs-unpriv");
+  const std::string lower = tmp.mkdir("lower");
+  write_file(lower + "/file.txt", "lower file\n");
+  const std::string home = tmp.mkdir("user");  // the user's own directory
+  const std::string mnt = tmp.mkdir("user/mnt");
+  const std::string store = home + "/store";  // made by cowfs, as the user
+  for (const auto& p : {lower, lower + "/file.txt", home, mnt}) {
+    ASSERT_EQ(err(::chown(p.c_str(), uid, gid)), 0) << p;
+  }
+  Manifest lower_before = Manifest::take(lower);
+
+  const std::vector<std::string> as_user = {"setpriv", "--reuid=" + std::to_string(uid),
+                                            "--regid=" + std::to_string(gid), "--clear-groups",
+                                            "--"};
+  auto user_sh = [&](const std::string& script) {
+    std::vector<std::string> argv = as_user;
+    argv.insert(argv.end(), {"/bin/sh", "-c", script});
+    return run(argv);
+  };
+  {
+    CowfsMount m(MountSpec{store, {lower}, mnt, {}, as_user});
+    ASSERT_GT(m.daemon_pid(), 0);
+    EXPECT_EQ(status_uid(m.daemon_pid()), uid) << "the daemon should run as the user";
+
+    RunResult w = user_sh("set -e; cd '" + mnt +
+                          "'; cat file.txt; printf 'by user\\n' > new.txt; "
+                          "printf 'changed\\n' >> file.txt; cat new.txt; id -u; "
+                          "stat -c %u new.txt; mkdir d; mv new.txt d/; cat d/new.txt");
+    EXPECT_EQ(w.exit_code, 0) << w.describe();
+    EXPECT_EQ(w.out, "lower file\nby user\n" + std::to_string(uid) + "\n" + std::to_string(uid) +
+                         "\nby user\n");
+    // chown to someone else needs privilege, as on a plain filesystem.
+    RunResult c = user_sh("chown 0 '" + mnt + "/d/new.txt'");
+    EXPECT_NE(c.exit_code, 0) << "an ordinary user gave a file away: " << c.describe();
+
+    // What landed in the store belongs to the user.
+    struct stat st {};
+    ASSERT_EQ(err(::stat((store + "/format").c_str(), &st)), 0);
+    EXPECT_EQ(st.st_uid, uid) << "the store should be the user's";
+
+    std::string problems = m.unmount();  // `cowfs umount`, as the user
+    EXPECT_EQ(problems, "");
+  }
+  EXPECT_FALSE(is_mounted(mnt));
+  {
+    // Mounted again, the user's changes are there.
+    CowfsMount m(MountSpec{store, {lower}, mnt, {}, as_user});
+    RunResult r = user_sh("cat '" + mnt + "/d/new.txt' '" + mnt + "/file.txt'");
+    EXPECT_EQ(r.exit_code, 0) << r.describe();
+    EXPECT_EQ(r.out, "by user\nlower file\nchanged\n");
+    EXPECT_EQ(m.unmount(), "");
+  }
+  EXPECT_EQ(diff(lower_before, Manifest::take(lower), kEverything), "") << "the lower was changed";
+}
+
+// A root mount (allow_other, so other users can reach it) must enforce file
+// permissions for them exactly as a plain directory does.
+class OtherUserTest : public CowfsTest {};
+
+TEST_F(OtherUserTest, PermissionsAreEnforcedForOtherUsers) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  const TestUser user = ensure_test_user();
+  const std::string m = mnt();
+  ASSERT_EQ(err(::mkdir(mnt("userdir").c_str(), 0755)), 0);
+  ASSERT_EQ(err(::chown(mnt("userdir").c_str(), user.uid, user.gid)), 0);
+  struct Case {
+    std::string script;
+    bool allowed;
+  };
+  const std::vector<Case> cases = {
+      {"cat '" + m + "/small.txt'", true},                       // 0644 root
+      {"cat '" + m + "/owned.txt'", false},                      // 0640 4242:4343
+      {"printf x >> '" + m + "/small.txt'", false},              // not the owner
+      {"touch '" + m + "/dir/new-by-user'", false},              // 0755 root directory
+      {"ls '" + m + "/dir/sub/deep'", false},                    // 0700 root directory
+      {"rm -f '" + m + "/small.txt'", false},                    // 0755 root parent
+      {"mv '" + m + "/dir/a.txt' '" + m + "/userdir/'", false},  // cannot unlink from dir
+      {"printf mine > '" + m + "/userdir/f' && cat '" + m + "/userdir/f'", true},
+      {"chmod 0600 '" + m + "/userdir/f'", true},
+      {"chown 0 '" + m + "/userdir/f'", false},
+      {"chmod 0777 '" + m + "/small.txt'", false},
+      {"'" + m + "/exec.sh'", true},
+  };
+  for (const auto& c : cases) {
+    RunResult r = user.sh(c.script);
+    if (c.allowed) {
+      EXPECT_EQ(r.exit_code, 0) << "should be allowed for " << user.name << ": " << c.script << "\n"
+                                << r.describe();
+    } else {
+      EXPECT_NE(r.exit_code, 0) << "should be refused for " << user.name << ": " << c.script;
+    }
+  }
+  struct stat st = stat_or_throw(mnt("userdir/f"));
+  EXPECT_EQ(st.st_uid, user.uid);
+  EXPECT_EQ(st.st_gid, user.gid);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(read_file(mnt("small.txt")), kSmall);
+  EXPECT_EQ(read_file(mnt("dir/a.txt")), "a\n");
+}
+
+}  // namespace
+}  // namespace cowfs_it
