@@ -312,7 +312,11 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!r) return (void)fuse_reply_err(req, r.error());
     auto* h = new DirHandle{r.take()};
     fi->fh = reinterpret_cast<uint64_t>(h);
-    fi->cache_readdir = 0;
+    // Listings change only through this mount (the kernel drops the cache
+    // on every change it makes) or by a layer change (which invalidates the
+    // directory's inode), so the kernel may keep them.
+    fi->cache_readdir = 1;
+    fi->keep_cache = 1;
     if (fuse_reply_open(req, fi) != 0) delete h;
   });
 }
