@@ -160,7 +160,8 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     int r = run_session(
         overlay, cfg,
         [&](KernelCache* kernel) {
-          service = std::make_unique<LayerService>(store, whiteouts, &overlay, kernel);
+          service =
+              std::make_unique<LayerService>(store, whiteouts, &overlay, kernel, o.mountpoint);
           control.start(o.store, [&](const std::vector<std::string>& w) {
             return handle_control(*service, w);
           });

@@ -73,8 +73,12 @@ void stats_of(int dirfd, const Whiteouts& wh, LayerStats& s) {
 }  // namespace
 
 LayerService::LayerService(Store& store, Whiteouts& whiteouts, Overlay* overlay,
-                           KernelCache* kernel)
-    : store_(store), whiteouts_(whiteouts), overlay_(overlay), kernel_(kernel) {}
+                           KernelCache* kernel, std::string mountpoint)
+    : store_(store),
+      whiteouts_(whiteouts),
+      overlay_(overlay),
+      kernel_(kernel),
+      mountpoint_(std::move(mountpoint)) {}
 
 LayerStack LayerService::current_stack() const {
   if (overlay_ != nullptr) return overlay_->stack();
@@ -97,6 +101,16 @@ void LayerService::apply(const std::function<std::vector<std::string>()>& op, bo
     op();
     store_.purge_trash_in_background();
     return;
+  }
+  if (!mountpoint_.empty()) {
+    // Pages dirtied through shared mmaps are still in the kernel: have them
+    // written to the layer they belong to before it freezes or goes. Our
+    // own worker threads serve those writes, so no lock may be held here.
+    int fd = ::open(mountpoint_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+      ::syncfs(fd);
+      ::close(fd);
+    }
   }
   Invalidations inv = overlay_->change_stack([&] {
     auto writers = overlay_->writers_in_locked(dropping);

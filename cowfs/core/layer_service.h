@@ -20,8 +20,10 @@ namespace cowfs {
 
 class LayerService {
  public:
-  // overlay and kernel are null for an unmounted store.
-  LayerService(Store& store, Whiteouts& whiteouts, Overlay* overlay, KernelCache* kernel);
+  // overlay and kernel are null for an unmounted store; mountpoint is where
+  // the overlay is mounted ("" if not).
+  LayerService(Store& store, Whiteouts& whiteouts, Overlay* overlay, KernelCache* kernel,
+               std::string mountpoint = "");
 
   std::string checkpoint(const std::string& label);
   std::string rewind(const std::string& label);
@@ -44,6 +46,7 @@ class LayerService {
   Whiteouts& whiteouts_;
   Overlay* overlay_;
   KernelCache* kernel_;
+  std::string mountpoint_;
 };
 
 // Escapes s for a JSON string literal.

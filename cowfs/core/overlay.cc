@@ -369,25 +369,25 @@ Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
   if (writes) {
     std::unique_lock lock(tree_mu_);
     COWFS_TRY(copy_up(*n, !(flags & O_TRUNC)));
-    auto pfd = fd_of(*n);
-    if (!pfd) return Errno{pfd.error()};
-    auto fd = sys::reopen(*pfd, open_flags);
-    if (!fd) return Errno{fd.error()};
-    fh->set_fd(fd.take());
-    fh->gen_ = n->data_gen.load();
-    fh->stack_gen_ = stack_gen_.load();
+    COWFS_TRY(attach(*fh, open_flags));
     register_handle(fh.get());
   } else {
     std::shared_lock lock(tree_mu_);
-    auto pfd = fd_of(*n);
-    if (!pfd) return Errno{pfd.error()};
-    auto fd = sys::reopen(*pfd, open_flags);
-    if (!fd) return Errno{fd.error()};
-    fh->set_fd(fd.take());
-    fh->gen_ = n->data_gen.load();
-    fh->stack_gen_ = stack_gen_.load();
+    COWFS_TRY(attach(*fh, open_flags));
   }
   return fh;
+}
+
+Status Overlay::attach(FileHandle& fh, int flags) {
+  auto pfd = fd_of(*fh.node);
+  if (!pfd) return Errno{pfd.error()};
+  auto fd = sys::reopen(*pfd, flags);
+  if (!fd) return Errno{fd.error()};
+  fh.current_.store(fd->get(), std::memory_order_release);
+  fh.fds_.push_back(fd.take());
+  fh.gen_ = fh.node->data_gen.load();
+  fh.stack_gen_ = stack_gen_.load();
+  return {};
 }
 
 void Overlay::register_handle(FileHandle* fh) {
@@ -418,25 +418,13 @@ Result<int> Overlay::reopen_handle(FileHandle& fh) {
     // goes to the new top, never into the now frozen layer.
     std::unique_lock lock(tree_mu_);
     COWFS_TRY(copy_up(*fh.node));
-    auto pfd = fd_of(*fh.node);
-    if (!pfd) return Errno{pfd.error()};
-    auto fd = sys::reopen(*pfd, flags);
-    if (!fd) return Errno{fd.error()};
-    fh.current_.store(fd->get(), std::memory_order_release);
-    fh.fds_.push_back(fd.take());
+    COWFS_TRY(attach(fh, flags));
   } else {
     // Follow a copy-up made through another handle, so this reader sees
     // what was written there.
     std::shared_lock lock(tree_mu_);
-    auto pfd = fd_of(*fh.node);
-    if (!pfd) return Errno{pfd.error()};
-    auto fd = sys::reopen(*pfd, flags);
-    if (!fd) return Errno{fd.error()};
-    fh.current_.store(fd->get(), std::memory_order_release);
-    fh.fds_.push_back(fd.take());
+    COWFS_TRY(attach(fh, flags));
   }
-  fh.gen_ = fh.node->data_gen.load();
-  fh.stack_gen_ = stack_gen_.load();
   return fh.fd();
 }
 

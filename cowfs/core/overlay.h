@@ -249,6 +249,13 @@ class Overlay {
   Result<Entry> finish_create(const NodePtr& parent, const std::string& name, const Caller& caller);
   Result<DirListing> list_dir_locked(const Node& dir) const;
   Result<int> reopen_handle(FileHandle& fh);
+  // Points fh at its node's current backing. tree_mu_ held; fh not yet
+  // shared or its mu_ held.
+  Status attach(FileHandle& fh, int flags);
+  // Removes name from dir's top directory, leaving a whiteout if a lower
+  // layer has the name.
+  Status remove_name(int top, const std::string& name, bool in_top, bool need_whiteout,
+                     bool is_dir);
   Invalidations invalidations_for(const std::vector<LayerPtr>& dropped) const;
   void refresh_nodes(const std::vector<std::string>& dropped, bool view_changed);
   void register_handle(FileHandle* fh);

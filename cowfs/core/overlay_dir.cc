@@ -149,6 +149,20 @@ Status Overlay::make_merged_empty(Node& dir) {
   return {};
 }
 
+Status Overlay::remove_name(int top, const std::string& name, bool in_top, bool need_whiteout,
+                            bool is_dir) {
+  if (!in_top) return whiteouts_->make(top, name.c_str());
+  if (!need_whiteout) return sys::unlink_at(top, name.c_str(), is_dir ? AT_REMOVEDIR : 0);
+  // The whiteout replaces the entry in one rename, so a crash leaves one
+  // or the other. A directory cannot be renamed over, but can be swapped.
+  std::string tmp = temp_name();
+  COWFS_TRY(whiteouts_->make(work_fd_, tmp.c_str()));
+  Status s = sys::rename_at(work_fd_, tmp.c_str(), top, name.c_str(), is_dir ? RENAME_EXCHANGE : 0);
+  if (s.ok() && is_dir) return sys::unlink_at(work_fd_, tmp.c_str(), AT_REMOVEDIR);
+  if (!s.ok()) (void)sys::unlink_at(work_fd_, tmp.c_str(), 0);
+  return s;
+}
+
 Status Overlay::unlink(uint64_t parent, const std::string& name) {
   std::unique_lock lock(tree_mu_);
   auto dir = dir_node(parent);
@@ -170,18 +184,8 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
   if (n->parent == *dir && n->name == name) pin(*n);
   const bool in_top = sys::stat_at(*top, name.c_str()).ok();
   const bool need_wh = lower_has(**dir, name);
-  if (in_top && need_wh) {
-    std::string tmp = temp_name();
-    COWFS_TRY(whiteouts_->make(work_fd_, tmp.c_str()));
-    Status s = sys::rename_at(work_fd_, tmp.c_str(), *top, name.c_str());
-    if (!s.ok()) {
-      (void)sys::unlink_at(work_fd_, tmp.c_str(), 0);
-      return s;
-    }
-  } else if (in_top) {
-    COWFS_TRY(sys::unlink_at(*top, name.c_str(), 0));
-  } else {
-    COWFS_TRY(whiteouts_->make(*top, name.c_str()));
+  COWFS_TRY(remove_name(*top, name, in_top, need_wh, false));
+  if (!in_top) {
     if (n->lower_links > 0 && n->layer->in_store()) {
       --n->lower_links;
       if (auto lfd = fd_of(*n)) {
@@ -212,20 +216,8 @@ Status Overlay::rmdir(uint64_t parent, const std::string& name) {
   if (!top) return Errno{top.error()};
   const bool in_top = n->parts.front().layer == stack_.top();
   const bool need_wh = lower_has(**dir, name);
-  if (in_top) {
-    COWFS_TRY(make_merged_empty(*n));
-    if (need_wh) {
-      std::string tmp = temp_name();
-      COWFS_TRY(whiteouts_->make(work_fd_, tmp.c_str()));
-      Status s = sys::rename_at(work_fd_, tmp.c_str(), *top, name.c_str(), RENAME_EXCHANGE);
-      if (s.ok()) s = sys::unlink_at(work_fd_, tmp.c_str(), AT_REMOVEDIR);
-      if (!s.ok()) return s;
-    } else {
-      COWFS_TRY(sys::unlink_at(*top, name.c_str(), AT_REMOVEDIR));
-    }
-  } else {
-    COWFS_TRY(whiteouts_->make(*top, name.c_str()));
-  }
+  if (in_top) COWFS_TRY(make_merged_empty(*n));
+  COWFS_TRY(remove_name(*top, name, in_top, need_wh, true));
   n->unlinked = true;
   n->parent.reset();
   return {};

@@ -326,6 +326,13 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
                 bool plus) {
   guarded(req, plus ? "readdirplus" : "readdir", [&] {
     auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+    if (off == 0) {
+      // Listed when the kernel asks, not at opendir: a change in between
+      // must not be cached as if it had not happened.
+      auto fresh = ov(req).list_dir(ino);
+      if (!fresh) return (void)fuse_reply_err(req, fresh.error());
+      h->listing = fresh.take();
+    }
     std::string buf(size, '\0');
     size_t used = 0;
     auto add = [&](const char* name, const struct stat& st, off_t next,

@@ -1,6 +1,9 @@
 // Layers on a live mount: checkpoint, rewind, reset and compact through the
 // daemon's control socket, checked against manifests of the view.
 #include <fcntl.h>
+#include <sys/mman.h>
+
+#include <cstring>
 #include <unistd.h>
 
 #include "tests/integration/fixture.h"
@@ -95,6 +98,21 @@ TEST_F(LayersTest, WritesThroughAHandleOpenedBeforeACheckpointGoToTheNewTop) {
   fd.reset();
   rewind("A");
   EXPECT_EQ(read_file(mnt("small.txt")), frozen_before);
+}
+
+TEST_F(LayersTest, MmapWritesBeforeACheckpointBelongToIt) {
+  Fd fd = open_or_throw(mnt("small.txt"), O_RDWR);
+  void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  ASSERT_NE(p, MAP_FAILED);
+  std::memcpy(p, "MMAP", 4);  // dirty in the page cache, not yet written back
+  checkpoint("A");
+  std::memcpy(p, "LATE", 4);
+  ASSERT_EQ(::msync(p, 4096, MS_SYNC), 0);
+  ::munmap(p, 4096);
+  fd.reset();
+  EXPECT_EQ(read_file(mnt("small.txt")).substr(0, 4), "LATE");
+  rewind("A");
+  EXPECT_EQ(read_file(mnt("small.txt")).substr(0, 4), "MMAP");
 }
 
 TEST_F(LayersTest, ResetShowsTheLowersAlone) {
