@@ -37,6 +37,13 @@ void setup_layer_commands(CLI::App& app, LayerOptions& o) {
 
 namespace {
 
+// A label as it can be shown on one line.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == '\n' ? std::string("\\n") : std::string(1, c);
+  return out;
+}
+
 std::string join(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
@@ -71,6 +78,17 @@ int run_layer_command(const LayerOptions& o) {
     words.push_back(o.json ? "json" : "-");
     words.push_back(dash(o.from));
     words.push_back(dash(o.to));
+  }
+  // Checked here too: the control protocol is words on one line.
+  for (const auto* label : {&o.label, &o.from, &o.to}) {
+    if (!label->empty() && !label_is_wellformed(*label)) {
+      return fail("label '" + printable(*label) +
+                      "' is malformed; use 1 to 64 letters, digits, '.', '_' or '-'",
+                  2);
+    }
+  }
+  for (const auto& k : o.keep) {
+    if (!label_is_wellformed(k)) return fail("label '" + printable(k) + "' is malformed", 2);
   }
   if (auto reply = control_request(store_path, words)) {
     if (!reply->ok) {

@@ -114,8 +114,8 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
   try {
     Store store = Store::open(o.store, true);
     store.lock_exclusive();
+    store.collect_garbage();  // validates the stack first
     store.set_lowers(o.lowers);
-    store.collect_garbage();
     if (!store_existed) {
       // A new view's root looks like the production root.
       UniqueFd lower_root = store.layer_root("");
@@ -123,7 +123,7 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
       struct stat st {};
       if (lower_root.valid() && top_root.valid() &&
           ::fstatat(lower_root.get(), "", &st, AT_EMPTY_PATH) == 0) {
-        (void)copy_metadata(lower_root.get(), st, top_root.get(), ".", ::geteuid() == 0);
+        (void)copy_metadata(lower_root.get(), st, top_root.get(), ".", ::geteuid() == 0, false);
       }
     }
 

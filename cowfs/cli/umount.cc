@@ -60,7 +60,13 @@ std::string cowfs_mount_source(const std::string& mnt) {
 }  // namespace
 
 int run_umount(const UmountOptions& o) {
-  const std::string mnt = canonical_path(o.mountpoint);
+  // A dead mount cannot be stat'ed: resolve only the directory it is in.
+  const std::filesystem::path given = std::filesystem::absolute(o.mountpoint).lexically_normal();
+  const std::string name = given.filename().empty() ? given.parent_path().filename().string()
+                                                    : given.filename().string();
+  const std::string parent = given.filename().empty() ? given.parent_path().parent_path().string()
+                                                      : given.parent_path().string();
+  const std::string mnt = (std::filesystem::path(canonical_path(parent)) / name).string();
   const std::string store = cowfs_mount_source(mnt);
   if (store.empty()) return fail(o.mountpoint + " is not a cowfs mount", 2);
   int fd = ::open(mnt.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

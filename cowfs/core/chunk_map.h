@@ -37,6 +37,9 @@ class ChunkMap {
     return chunk / 8 < bits_.size() && (bits_[chunk / 8] >> (chunk % 8)) & 1;
   }
   void set(uint64_t chunk);
+  void unset(uint64_t chunk) {
+    if (chunk / 8 < bits_.size()) bits_[chunk / 8] &= static_cast<uint8_t>(~(1u << (chunk % 8)));
+  }
   // Forgets every chunk at or past first (after a truncate).
   void clear_from(uint64_t first);
   uint64_t count() const;

@@ -169,10 +169,18 @@ Status ChunkedFile::materialize(uint64_t chunk, off_t file_size) {
   return {};
 }
 
-Status ChunkedFile::prepare_write(const LayerPtr& top_layer, off_t offset, size_t length) {
+void ChunkedFile::unclaim(const std::vector<uint64_t>& chunks) {
   std::lock_guard lock(mu_);
+  // The write that claimed them failed: what lies below is still the content.
+  for (uint64_t c : chunks) copies_.front().map.unset(c);
+}
+
+Result<std::vector<uint64_t>> ChunkedFile::prepare_write(const LayerPtr& top_layer, off_t offset,
+                                                         size_t length, bool overwrite) {
+  std::lock_guard lock(mu_);
+  std::vector<uint64_t> claimed;
   if (copies_.empty() || copies_.front().layer != top_layer) return Errno{EIO};
-  if (length == 0) return {};
+  if (length == 0) return claimed;
   auto st = sys::stat_fd(copies_.front().data.get());
   if (!st) return Errno{st.error()};
   const uint64_t cs = chunk_size_;
@@ -181,16 +189,17 @@ Status ChunkedFile::prepare_write(const LayerPtr& top_layer, off_t offset, size_
   ChunkMap& map = copies_.front().map;
   for (uint64_t c = first; c <= last; ++c) {
     if (map.has(c)) continue;
-    const bool whole = static_cast<uint64_t>(offset) <= c * cs &&
+    const bool whole = overwrite && static_cast<uint64_t>(offset) <= c * cs &&
                        static_cast<uint64_t>(offset) + length >= (c + 1) * cs;
     if (whole) {
       map.set(c);
       copies_.front().dirty = true;
+      claimed.push_back(c);
     } else {
       COWFS_TRY(materialize(c, st->st_size));
     }
   }
-  return {};
+  return claimed;
 }
 
 Status ChunkedFile::truncate(const LayerPtr& top_layer, off_t new_size, off_t old_size) {

@@ -56,7 +56,12 @@ class ChunkedFile {
   Result<std::vector<ReadPiece>> plan_read(off_t offset, size_t length, off_t file_size);
   // Makes every chunk that [offset, offset+length) touches present in the
   // top copy, copying from below the parts the write will not cover.
-  Status prepare_write(const LayerPtr& top, off_t offset, size_t length);
+  // overwrite: the caller will write every byte of the range (a write, not
+  // an fallocate), so chunks it covers whole need no copy. Returns the
+  // chunks claimed that way, to give back with unclaim() if the write fails.
+  Result<std::vector<uint64_t>> prepare_write(const LayerPtr& top, off_t offset, size_t length,
+                                              bool overwrite);
+  void unclaim(const std::vector<uint64_t>& chunks);
   Status truncate(const LayerPtr& top, off_t new_size, off_t old_size);
   // Persists dirty maps; with sync, data first, then the maps, durably.
   Status flush(bool sync);

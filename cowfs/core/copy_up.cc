@@ -111,7 +111,7 @@ Status copy_file_data(int src_fd, int dst_fd, off_t size) {
 }
 
 Status copy_metadata(int src_path_fd, const struct stat& src, int dirfd, const char* name,
-                     bool privileged) {
+                     bool privileged, bool from_store) {
   const bool is_link = S_ISLNK(src.st_mode);
   auto dst = sys::open_at(dirfd, name, O_PATH | O_NOFOLLOW);
   if (!dst) return Errno{dst.error()};
@@ -127,9 +127,14 @@ Status copy_metadata(int src_path_fd, const struct stat& src, int dirfd, const c
     for (const auto& n : *names) {
       auto value = sys::get_xattr(src_path_fd, n.c_str(), is_link);
       if (!value) continue;
-      // Our own markers are re-derived by the caller, not copied.
-      if (n.starts_with(xattr_names::kOurs) && !n.starts_with(xattr_names::kEscaped)) continue;
-      Status s = sys::set_xattr(dst->get(), n.c_str(), *value, 0, is_link);
+      // Our own markers are re-derived by the caller, not copied; a lower's
+      // names are the user's and get escaped like any the user sets.
+      if (from_store && n.starts_with(xattr_names::kOurs) &&
+          !n.starts_with(xattr_names::kEscaped)) {
+        continue;
+      }
+      const std::string stored = from_store ? n : xattr_names::to_store(n);
+      Status s = sys::set_xattr(dst->get(), stored.c_str(), *value, 0, is_link);
       // A store filesystem without some namespace (e.g. security.*) loses
       // only that attribute; say so instead of failing the write.
       if (!s.ok() && s.error() != ENOTSUP && s.error() != EPERM) return s;
@@ -150,7 +155,8 @@ Result<int> Overlay::top_dir(Node& dir) {
 
   std::string tmp = temp_name();
   COWFS_TRY(sys::mkdir_at(work_fd_, tmp.c_str(), 0700));
-  Status s = copy_metadata(dir.parts.front().fd.get(), *st, work_fd_, tmp.c_str(), opts_.is_root);
+  Status s = copy_metadata(dir.parts.front().fd.get(), *st, work_fd_, tmp.c_str(), opts_.is_root,
+                           dir.parts.front().layer->in_store());
   if (s.ok()) {
     auto tfd = sys::open_at(work_fd_, tmp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
     if (!tfd) {
@@ -189,7 +195,9 @@ Status Overlay::copy_up(Node& node, bool with_data) {
   const int node_fd = *nfd;
   auto st = sys::stat_fd(node_fd);
   if (!st) return Errno{st.error()};
-  const bool orphan = node.unlinked || !node.parent;
+  // A pinned node lost the name it was found by (its other names still
+  // resolve through the index), so its copy gets no name in the tree.
+  const bool orphan = node.unlinked || !node.parent || node.pinned;
   int dest_dir = work_fd_;
   if (!orphan) {
     auto ptop = top_dir(*node.parent);
@@ -219,7 +227,9 @@ Status Overlay::copy_up(Node& node, bool with_data) {
   } else {
     s = sys::mknod_at(work_fd_, tmp.c_str(), st->st_mode, st->st_rdev);
   }
-  if (s.ok()) s = copy_metadata(node_fd, *st, work_fd_, tmp.c_str(), opts_.is_root);
+  if (s.ok()) {
+    s = copy_metadata(node_fd, *st, work_fd_, tmp.c_str(), opts_.is_root, node.layer->in_store());
+  }
   UniqueFd tfd;
   if (s.ok()) {
     auto fd = sys::open_at(work_fd_, tmp.c_str(), O_PATH | O_NOFOLLOW);
@@ -229,7 +239,21 @@ Status Overlay::copy_up(Node& node, bool with_data) {
       s = Errno{fd.error()};
     }
   }
-  const bool multi_linked = S_ISREG(st->st_mode) && st->st_nlink > 1 && !node.layer->in_store();
+  // A file with several lower names, or the copy of one (lower_links >= 0):
+  // each layer's copy is found by its other names through that layer's index.
+  // Hard links made in a store layer are the same: after a checkpoint their
+  // names resolve to the frozen copy, and find this one through the index.
+  nlink_t names = st->st_nlink;
+  if (node.layer->in_store()) {
+    auto visible = stat_node(node);
+    names = visible ? visible->st_nlink : 1;
+  }
+  const bool multi_linked = S_ISREG(st->st_mode) && (names > 1 || node.lower_links >= 0);
+  // The copy takes the name it was reached by; if that name lived only
+  // below (reached through an index), one fewer lower name remains.
+  const int lower_links = node.lower_links >= 0
+                              ? node.lower_links - (node.via_index && !orphan ? 1 : 0)
+                              : static_cast<int>(names) - 1;
   if (s.ok() && !S_ISREG(st->st_mode)) {
     auto tst = sys::stat_fd(tfd.get());
     s = tst ? write_origin_record(*stack_.top(), tst->st_ino, node.ino)
@@ -237,7 +261,7 @@ Status Overlay::copy_up(Node& node, bool with_data) {
   } else if (s.ok()) {
     s = sys::set_xattr(tfd.get(), kOriginXattr, std::to_string(node.ino), 0);
     if (s.ok() && multi_linked) {
-      s = sys::set_xattr(tfd.get(), kLowerLinksXattr, std::to_string(st->st_nlink - 1), 0);
+      s = sys::set_xattr(tfd.get(), kLowerLinksXattr, std::to_string(lower_links), 0);
     }
   }
   if (s.ok() && multi_linked) {
@@ -245,7 +269,7 @@ Status Overlay::copy_up(Node& node, bool with_data) {
     // index entry that the next lookup of any name of the file will use.
     s = sys::link_at(work_fd_, tmp.c_str(), stack_.top()->index.get(), index_name(node.ino).c_str(),
                      0);
-    if (s.ok()) node.lower_links = static_cast<int>(st->st_nlink) - 1;
+    if (s.ok()) node.lower_links = lower_links;
   }
   if (s.ok() && !orphan) {
     auto parent_times = sys::stat_fd(dest_dir);
@@ -264,8 +288,9 @@ Status Overlay::copy_up(Node& node, bool with_data) {
   }
   adopt_fd(node, std::move(tfd));
   node.layer = stack_.top();
-  node.via_index = false;
-  // An orphan's copy has no name to be found by again.
+  // An orphan's copy has no name in the tree: it is found again through
+  // the index, or (no other name at all) only through its pinned fd.
+  node.via_index = orphan && multi_linked;
   node.pinned = orphan;
   node.chunks.reset();
   if (chunked) {

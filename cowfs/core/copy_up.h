@@ -37,7 +37,9 @@ Status copy_file_data(int src_fd, int dst_fd, off_t size);
 
 // Copies owner (if privileged), mode, xattrs and times from the object at
 // src_path_fd (O_PATH) to dirfd/name, which was just created in the store.
+// from_store says whether the source is a store layer's (whose xattr names
+// are stored names) or a lower's (whose names are the user's, escaped here).
 Status copy_metadata(int src_path_fd, const struct stat& src, int dirfd, const char* name,
-                     bool privileged);
+                     bool privileged, bool from_store = true);
 
 }  // namespace cowfs

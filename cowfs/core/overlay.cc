@@ -123,10 +123,16 @@ Result<Overlay::Probe> Overlay::probe(const Node& dir, const std::string& name) 
       p.layer = part.layer;
       p.ino = identity(*part.layer, fd->get(), *st);
       p.fd = fd.take();
-      if (!part.layer->in_store() && S_ISREG(st->st_mode) && st->st_nlink > 1) {
-        // Another name of this file may have been copied up: use that copy.
+      if (part.layer->in_store() && S_ISREG(st->st_mode) && st->st_nlink > 1) {
+        if (auto links = sys::get_xattr(p.fd.get(), kLowerLinksXattr)) {
+          p.lower_links = static_cast<int>(parse_u64(*links).value_or(0));
+        }
+      }
+      if (S_ISREG(st->st_mode) && st->st_nlink > 1) {
+        // Another name of this file may have been copied up into a layer
+        // above this one: that copy is the file now.
         for (const auto& layer : stack_.layers) {
-          if (!layer->in_store()) break;
+          if (!layer->in_store() || layer->id == part.layer->id) break;
           auto idx =
               sys::open_at(layer->index.get(), index_name(p.ino).c_str(), O_PATH | O_NOFOLLOW);
           if (!idx) continue;
@@ -139,10 +145,6 @@ Result<Overlay::Probe> Overlay::probe(const Node& dir, const std::string& name) 
           auto links = sys::get_xattr(p.fd.get(), kLowerLinksXattr);
           p.lower_links = links ? static_cast<int>(parse_u64(*links).value_or(0)) : 0;
           break;
-        }
-      } else if (part.layer->in_store() && S_ISREG(st->st_mode) && st->st_nlink > 1) {
-        if (auto links = sys::get_xattr(p.fd.get(), kLowerLinksXattr)) {
-          p.lower_links = static_cast<int>(parse_u64(*links).value_or(0));
         }
       }
       if (p.layer->in_store() && S_ISREG(p.st.st_mode) && has_xattr(p.fd.get(), kChunkedXattr)) {
@@ -189,7 +191,13 @@ Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bo
   NodePtr n = inodes_.intern(fresh, count);
   if (n != fresh) {
     std::lock_guard lock(name_mu_);
-    if (n->unlinked || !n->parent) {
+    if (n->pinned && !n->unlinked && n->parent) {
+      // Its recorded name went away; this one is as good (and says whether
+      // it is a name that lives only below, behind the index).
+      n->parent = dir;
+      n->name = name;
+      n->via_index = fresh->via_index;
+    } else if (n->unlinked || !n->parent) {
       if (n->type == fresh->type) {
         // The number was freed and reused while the kernel still knew the
         // old file: the node now stands for the new one.
@@ -236,6 +244,17 @@ Result<int> Overlay::fd_of(Node& n) {
 }
 
 Result<int> Overlay::backing(Node& n) { return fd_of(n); }
+
+Result<std::string> Overlay::xattr_path(Node& n) {
+  if (S_ISLNK(n.type) && n.parent && !n.pinned && !n.unlinked) {
+    for (const auto& part : n.parent->parts) {
+      if (part.layer->id == n.layer->id) return sys::proc_path(part.fd.get()) + "/" + n.name;
+    }
+  }
+  auto fd = backing(n);
+  if (!fd) return Errno{fd.error()};
+  return sys::proc_path(*fd);
+}
 
 void Overlay::pin(Node& n) {
   if (n.is_dir()) return;
@@ -437,7 +456,8 @@ Result<int> Overlay::io_fd(FileHandle& fh) {
   return reopen_handle(fh);
 }
 
-Result<WriteLease> Overlay::write_lease(FileHandle& fh, off_t offset, size_t length) {
+Result<WriteLease> Overlay::write_lease(FileHandle& fh, off_t offset, size_t length,
+                                        bool overwrite) {
   std::shared_lock lock(io_mu_);
   auto fd = io_fd(fh);
   if (!fd) return Errno{fd.error()};
@@ -446,8 +466,13 @@ Result<WriteLease> Overlay::write_lease(FileHandle& fh, off_t offset, size_t len
     std::shared_lock tree(tree_mu_);
     chunks = fh.node->chunks;
   }
-  if (chunks) COWFS_TRY(chunks->prepare_write(stack_.top(), offset, length));
-  return WriteLease{*fd, std::move(lock)};
+  std::vector<uint64_t> claimed;
+  if (chunks) {
+    auto r = chunks->prepare_write(stack_.top(), offset, length, overwrite);
+    if (!r) return Errno{r.error()};
+    claimed = r.take();
+  }
+  return WriteLease{*fd, std::move(lock), std::move(chunks), std::move(claimed)};
 }
 
 bool Overlay::is_chunked(const FileHandle& fh) const {
@@ -640,10 +665,10 @@ Result<std::string> Overlay::getxattr(uint64_t ino, const std::string& name) {
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   const bool store = n->backing_layer()->in_store();
-  auto bfd = backing(*n);
-  if (!bfd) return Errno{bfd.error()};
-  auto v =
-      sys::get_xattr(*bfd, (store ? xattr_names::to_store(name) : name).c_str(), S_ISLNK(n->type));
+  auto path = xattr_path(*n);
+  if (!path) return Errno{path.error()};
+  auto v = sys::get_xattr_at_path(*path, (store ? xattr_names::to_store(name) : name).c_str(),
+                                  S_ISLNK(n->type));
   if (!v && v.error() == ENOTSUP) return Errno{ENODATA};
   return v;
 }
@@ -652,9 +677,9 @@ Result<std::vector<std::string>> Overlay::listxattr(uint64_t ino) {
   std::shared_lock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
-  auto bfd = backing(*n);
+  auto bfd = xattr_path(*n);
   if (!bfd) return Errno{bfd.error()};
-  auto names = sys::list_xattr(*bfd, S_ISLNK(n->type));
+  auto names = sys::list_xattr_at_path(*bfd, S_ISLNK(n->type));
   if (!names) {
     if (names.error() == ENOTSUP) return std::vector<std::string>{};
     return names;
@@ -673,9 +698,10 @@ Status Overlay::setxattr(uint64_t ino, const std::string& name, const std::strin
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   COWFS_TRY(copy_up(*n));
-  auto bfd = backing(*n);
+  auto bfd = xattr_path(*n);
   if (!bfd) return Errno{bfd.error()};
-  return sys::set_xattr(*bfd, xattr_names::to_store(name).c_str(), value, flags, S_ISLNK(n->type));
+  return sys::set_xattr_at_path(*bfd, xattr_names::to_store(name).c_str(), value, flags,
+                                S_ISLNK(n->type));
 }
 
 Status Overlay::removexattr(uint64_t ino, const std::string& name) {
@@ -690,9 +716,9 @@ Status Overlay::removexattr(uint64_t ino, const std::string& name) {
       S_ISLNK(n->type));
   if (!has) return Errno{has.error() == ENOTSUP ? ENODATA : has.error()};
   COWFS_TRY(copy_up(*n));
-  auto bfd = backing(*n);
+  auto bfd = xattr_path(*n);
   if (!bfd) return Errno{bfd.error()};
-  return sys::remove_xattr(*bfd, xattr_names::to_store(name).c_str(), S_ISLNK(n->type));
+  return sys::remove_xattr_at_path(*bfd, xattr_names::to_store(name).c_str(), S_ISLNK(n->type));
 }
 
 Status Overlay::fsync_dir(uint64_t ino, bool datasync) {

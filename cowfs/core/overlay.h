@@ -116,10 +116,16 @@ struct StackChange {
   bool view_changed = false;         // rewind and reset change what is seen
 };
 
-// A write in progress: stack changes wait until it is done.
+// A write in progress: stack changes wait until it is done. If the write
+// fails, abandon() gives back the chunks it claimed.
 struct WriteLease {
   int fd;
   std::shared_lock<std::shared_mutex> lock;
+  ChunkedPtr chunks;
+  std::vector<uint64_t> claimed;
+  void abandon() {
+    if (chunks && !claimed.empty()) chunks->unclaim(claimed);
+  }
 };
 
 class Overlay {
@@ -169,7 +175,8 @@ class Overlay {
   // file up into the new top first.
   // [offset, offset+length) is the range about to be written (chunked files
   // make the chunks it touches present first).
-  Result<WriteLease> write_lease(FileHandle& fh, off_t offset, size_t length);
+  Result<WriteLease> write_lease(FileHandle& fh, off_t offset, size_t length,
+                                 bool overwrite = true);
   // Where the bytes of a read come from: pieces of fds (or zeros), valid
   // while the plan lives.
   struct ReadPlan {
@@ -227,6 +234,9 @@ class Overlay {
   // held, shared or exclusive.
   Result<int> fd_of(Node& node);
   Result<int> backing(Node& node);
+  // Path naming the node's backing object for xattr calls (symlinks are
+  // reached through their directory).
+  Result<std::string> xattr_path(Node& node);
   // Sets node's fd, counting it.
   static void adopt_fd(Node& node, UniqueFd fd);
   // Keeps node's fd open for good: its name is about to go.

@@ -176,7 +176,12 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
     if (!nfd) return Errno{nfd.error()};
     auto st = sys::stat_fd(*nfd);
     // Other lower names must keep seeing the file and its true link count.
-    if (st && st->st_nlink > 1) COWFS_TRY(copy_up(*n));
+    if (st && st->st_nlink > 1) {
+      n->parent = *dir;
+      n->name = name;
+      n->pinned = false;
+      COWFS_TRY(copy_up(*n));
+    }
   }
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
@@ -278,7 +283,42 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
     if (!t) return Errno{t.error()};
     return set_redirect(*n);
   };
+  // Copy-up places a file under the name it was reached by: the name being
+  // renamed certainly is one.
+  if (!src->is_dir()) {
+    src->parent = *sdir;
+    src->name = name;
+    src->pinned = false;
+  }
   COWFS_TRY(prepare(src));
+  auto stop_early = top_dir(**sdir);
+  if (!stop_early) return Errno{stop_early.error()};
+  if (!src->is_dir() && !sys::stat_at(*stop_early, name.c_str()).ok()) {
+    // Reached through the index: the name exists only below. Give it its
+    // link in the top first, so it can be moved like any other.
+    auto sfd = fd_of(*src);
+    if (!sfd) return Errno{sfd.error()};
+    if (::linkat(AT_FDCWD, sys::proc_path(*sfd).c_str(), *stop_early, name.c_str(),
+                 AT_SYMLINK_FOLLOW) < 0) {
+      return Errno{errno};
+    }
+    if (src->lower_links > 0) {
+      --src->lower_links;
+      (void)sys::set_xattr(*sfd, kLowerLinksXattr, std::to_string(src->lower_links), 0);
+    }
+  }
+  if (dst && !dst->is_dir() && !(flags & RENAME_EXCHANGE) && S_ISREG(dst->type) &&
+      !dst->layer->in_store()) {
+    auto dfd = fd_of(*dst);
+    auto dst_st = dfd ? sys::stat_fd(*dfd) : Result<struct stat>(Errno{EIO});
+    if (dst_st && dst_st->st_nlink > 1) {
+      // Its other names must keep seeing the file with one link less.
+      dst->parent = *ddir;
+      dst->name = newname;
+      dst->pinned = false;
+      COWFS_TRY(copy_up(*dst));
+    }
+  }
   if (dst && (flags & RENAME_EXCHANGE)) COWFS_TRY(prepare(dst));
   auto stop = top_dir(**sdir);
   if (!stop) return Errno{stop.error()};

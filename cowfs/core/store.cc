@@ -168,11 +168,14 @@ void Store::create_layer_dirs(const std::string& id, int like_fd) {
   if (like_fd >= 0) {
     struct stat st {};
     if (::fstatat(like_fd, "", &st, AT_EMPTY_PATH) == 0) {
-      (void)copy_metadata(like_fd, st, layer.get(), "tree", ::geteuid() == 0);
+      (void)copy_metadata(like_fd, st, layer.get(), "tree", ::geteuid() == 0, st.st_dev == dev_);
     }
   }
   if (::renameat(layers.get(), tmp.c_str(), layers.get(), id.c_str()) < 0) {
-    fail("cannot create store layer " + id, errno);
+    int e = errno;
+    std::error_code ec;
+    std::filesystem::remove_all(path_ + "/layers/" + tmp, ec);
+    fail("cannot create store layer " + id, e);
   }
 }
 
@@ -245,12 +248,16 @@ LayerStack Store::build_stack(const std::vector<std::string>& lowers,
   return stack;
 }
 
-void Store::check_label(const std::string& label, bool unique) const {
+bool label_is_wellformed(const std::string& label) {
   bool ok = !label.empty() && label.size() <= 64 && label != "-";
   for (char c : label) {
     ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
   }
-  if (!ok) {
+  return ok;
+}
+
+void Store::check_label(const std::string& label, bool unique) const {
+  if (!label_is_wellformed(label)) {
     throw StoreError("label '" + label +
                      "' is malformed; use 1 to 64 letters, digits, '.', '_' or '-'");
   }
@@ -266,7 +273,14 @@ void Store::check_label(const std::string& label, bool unique) const {
 
 std::string Store::create_layer(int like_fd) {
   std::string id = new_layer_id();
-  create_layer_dirs(id, like_fd);
+  try {
+    create_layer_dirs(id, like_fd);
+  } catch (const StoreError&) {
+    // A full disk must not leave half a layer behind.
+    std::error_code ec;
+    std::filesystem::remove_all(path_ + "/layers/" + id + ".new", ec);
+    throw;
+  }
   return id;
 }
 
@@ -341,6 +355,15 @@ std::vector<std::string> Store::replace_stack(const std::vector<LayerRecord>& re
 }
 
 void Store::collect_garbage() {
+  // Never tidy up around a damaged stack: a layer it fails to name may be
+  // exactly the data someone needs to recover.
+  for (const auto& r : records_) {
+    if (!sys::stat_at(layers_.get(), (r.id + "/tree").c_str()).ok()) {
+      throw StoreError("store " + path_ + " names layer " + r.id +
+                       " in its stack file, but that layer is missing; the store is damaged "
+                       "(restore it from a backup or start a new store)");
+    }
+  }
   auto entries = sys::read_dir(layers_.get());
   if (entries) {
     UniqueFd trash = open_dir(fd_.get(), "trash", "store trash directory");

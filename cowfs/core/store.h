@@ -41,6 +41,9 @@ struct LayerRecord {
   std::string label;  // "-" for the top
 };
 
+// True for 1 to 64 of [A-Za-z0-9._-] (and not "-", the top's marker).
+bool label_is_wellformed(const std::string& label);
+
 class Store {
  public:
   // Opens STORE, creating an empty store if the directory is missing or empty.

@@ -25,6 +25,24 @@ struct Context {
   SessionConfig cfg;
 };
 
+// A lower that went away (a dead network or FUSE mount) is an I/O error to
+// the application, not a broken connection of ours.
+int boundary_errno(int e);
+int fuse_reply_err_mapped(fuse_req_t req, int e) { return fuse_reply_err(req, boundary_errno(e)); }
+
+int boundary_errno(int e) {
+  switch (e) {
+    case ENOTCONN:
+    case ECONNABORTED:
+    case ECONNRESET:
+    case ESHUTDOWN:
+    case EHOSTDOWN:
+      return EIO;
+    default:
+      return e;
+  }
+}
+
 Context& ctx(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
 Overlay& ov(fuse_req_t req) { return *ctx(req).overlay; }
 
@@ -39,10 +57,10 @@ void guarded(fuse_req_t req, const char* op, F&& body) {
   try {
     body();
   } catch (const std::bad_alloc&) {
-    fuse_reply_err(req, ENOMEM);
+    fuse_reply_err_mapped(req, ENOMEM);
   } catch (const std::exception& e) {
     spdlog::error("{}: unexpected error: {}", op, e.what());
-    fuse_reply_err(req, EIO);
+    fuse_reply_err_mapped(req, EIO);
   }
 }
 
@@ -58,7 +76,7 @@ void reply_entry(fuse_req_t req, const Entry& e) {
 template <typename R>
 void reply_entry_or_err(fuse_req_t req, R& r) {
   if (!r) {
-    fuse_reply_err(req, r.error());
+    fuse_reply_err_mapped(req, r.error());
     return;
   }
   reply_entry(req, *r);
@@ -120,7 +138,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)fi;
   guarded(req, "getattr", [&] {
     auto r = ov(req).getattr(ino);
-    if (!r) return (void)fuse_reply_err(req, r.error());
+    if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     fuse_reply_attr(req, &*r, ctx(req).cfg.cache_timeout);
   });
 }
@@ -138,7 +156,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     a.atime_now = to_set & FUSE_SET_ATTR_ATIME_NOW;
     a.mtime_now = to_set & FUSE_SET_ATTR_MTIME_NOW;
     auto r = ov(req).setattr(ino, a, handle(fi));
-    if (!r) return (void)fuse_reply_err(req, r.error());
+    if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     fuse_reply_attr(req, &*r, ctx(req).cfg.cache_timeout);
   });
 }
@@ -146,7 +164,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
 void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   guarded(req, "readlink", [&] {
     auto r = ov(req).readlink(ino);
-    if (!r) return (void)fuse_reply_err(req, r.error());
+    if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     fuse_reply_readlink(req, r->c_str());
   });
 }
@@ -180,24 +198,24 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* n
 }
 
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  guarded(req, "unlink", [&] { fuse_reply_err(req, ov(req).unlink(parent, name).error()); });
+  guarded(req, "unlink", [&] { fuse_reply_err_mapped(req, ov(req).unlink(parent, name).error()); });
 }
 
 void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  guarded(req, "rmdir", [&] { fuse_reply_err(req, ov(req).rmdir(parent, name).error()); });
+  guarded(req, "rmdir", [&] { fuse_reply_err_mapped(req, ov(req).rmdir(parent, name).error()); });
 }
 
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
                const char* newname, unsigned int flags) {
   guarded(req, "rename", [&] {
-    fuse_reply_err(req, ov(req).rename(parent, name, newparent, newname, flags).error());
+    fuse_reply_err_mapped(req, ov(req).rename(parent, name, newparent, newname, flags).error());
   });
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, "open", [&] {
     auto r = ov(req).open(ino, fi->flags);
-    if (!r) return (void)fuse_reply_err(req, r.error());
+    if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     (*r)->pid = fuse_req_ctx(req)->pid;
     fi->fh = reinterpret_cast<uint64_t>(r->release());
     // Every change to file data passes through this mount, so cached pages
@@ -214,7 +232,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                fuse_file_info* fi) {
   guarded(req, "create", [&] {
     auto r = ov(req).create(parent, name, mode, fi->flags, caller_of(req));
-    if (!r) return (void)fuse_reply_err(req, r.error());
+    if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     r->second->pid = fuse_req_ctx(req)->pid;
     fi->fh = reinterpret_cast<uint64_t>(r->second.release());
     fi->keep_cache = 1;
@@ -241,7 +259,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   (void)ino;
   guarded(req, "read", [&] {
     auto plan = ov(req).read_plan(*handle(fi), off, size);
-    if (!plan) return (void)fuse_reply_err(req, plan.error());
+    if (!plan) return (void)fuse_reply_err_mapped(req, plan.error());
     const auto& pieces = plan->pieces;
     if (pieces.empty()) return (void)fuse_reply_buf(req, nullptr, 0);
     // fuse_bufvec ends in a one-element array; make room for every piece.
@@ -254,7 +272,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       b.size = pieces[i].length;
       if (pieces[i].fd < 0) {
         b.mem = const_cast<char*>(zeros(pieces[i].length));
-        if (b.mem == nullptr) return (void)fuse_reply_err(req, EIO);
+        if (b.mem == nullptr) return (void)fuse_reply_err_mapped(req, EIO);
       } else {
         b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
         b.fd = pieces[i].fd;
@@ -275,13 +293,14 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fu
   guarded(req, "write", [&] {
     const size_t size = fuse_buf_size(in);
     auto lease = ov(req).write_lease(*handle(fi), off, size);
-    if (!lease) return (void)fuse_reply_err(req, lease.error());
+    if (!lease) return (void)fuse_reply_err_mapped(req, lease.error());
     fuse_bufvec out = FUSE_BUFVEC_INIT(size);
     out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     out.buf[0].fd = lease->fd;
     out.buf[0].pos = off;
     ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
-    if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
+    if (n < static_cast<ssize_t>(size)) lease->abandon();
+    if (n < 0) return (void)fuse_reply_err_mapped(req, static_cast<int>(-n));
     fuse_reply_write(req, static_cast<size_t>(n));
   });
 }
@@ -290,26 +309,26 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)ino;
   (void)fi;
   // Data goes straight to the backing file; there is nothing to push out.
-  fuse_reply_err(req, 0);
+  fuse_reply_err_mapped(req, 0);
 }
 
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)ino;
   ov(req).release(handle(fi));
   delete handle(fi);
-  fuse_reply_err(req, 0);
+  fuse_reply_err_mapped(req, 0);
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   (void)ino;
   guarded(req, "fsync",
-          [&] { fuse_reply_err(req, ov(req).fsync(*handle(fi), datasync != 0).error()); });
+          [&] { fuse_reply_err_mapped(req, ov(req).fsync(*handle(fi), datasync != 0).error()); });
 }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, "opendir", [&] {
     auto r = ov(req).list_dir(ino);
-    if (!r) return (void)fuse_reply_err(req, r.error());
+    if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     auto* h = new DirHandle{r.take()};
     fi->fh = reinterpret_cast<uint64_t>(h);
     // Listings change only through this mount (the kernel drops the cache
@@ -330,7 +349,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       // Listed when the kernel asks, not at opendir: a change in between
       // must not be cached as if it had not happened.
       auto fresh = ov(req).list_dir(ino);
-      if (!fresh) return (void)fuse_reply_err(req, fresh.error());
+      if (!fresh) return (void)fuse_reply_err_mapped(req, fresh.error());
       h->listing = fresh.take();
     }
     std::string buf(size, '\0');
@@ -395,20 +414,20 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 void op_releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)ino;
   delete reinterpret_cast<DirHandle*>(fi->fh);
-  fuse_reply_err(req, 0);
+  fuse_reply_err_mapped(req, 0);
 }
 
 void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   (void)fi;
   guarded(req, "fsyncdir",
-          [&] { fuse_reply_err(req, ov(req).fsync_dir(ino, datasync != 0).error()); });
+          [&] { fuse_reply_err_mapped(req, ov(req).fsync_dir(ino, datasync != 0).error()); });
 }
 
 void op_statfs(fuse_req_t req, fuse_ino_t ino) {
   (void)ino;
   guarded(req, "statfs", [&] {
     auto r = ov(req).statfs();
-    if (!r) return (void)fuse_reply_err(req, r.error());
+    if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     fuse_reply_statfs(req, &*r);
   });
 }
@@ -416,16 +435,17 @@ void op_statfs(fuse_req_t req, fuse_ino_t ino) {
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                  int flags) {
   guarded(req, "setxattr", [&] {
-    fuse_reply_err(req, ov(req).setxattr(ino, name, std::string(value, size), flags).error());
+    fuse_reply_err_mapped(req,
+                          ov(req).setxattr(ino, name, std::string(value, size), flags).error());
   });
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   guarded(req, "getxattr", [&] {
     auto r = ov(req).getxattr(ino, name);
-    if (!r) return (void)fuse_reply_err(req, r.error());
+    if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     if (size == 0) return (void)fuse_reply_xattr(req, r->size());
-    if (r->size() > size) return (void)fuse_reply_err(req, ERANGE);
+    if (r->size() > size) return (void)fuse_reply_err_mapped(req, ERANGE);
     fuse_reply_buf(req, r->data(), r->size());
   });
 }
@@ -433,30 +453,32 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   guarded(req, "listxattr", [&] {
     auto r = ov(req).listxattr(ino);
-    if (!r) return (void)fuse_reply_err(req, r.error());
+    if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     std::string all;
     for (const auto& n : *r) {
       all += n;
       all += '\0';
     }
     if (size == 0) return (void)fuse_reply_xattr(req, all.size());
-    if (all.size() > size) return (void)fuse_reply_err(req, ERANGE);
+    if (all.size() > size) return (void)fuse_reply_err_mapped(req, ERANGE);
     fuse_reply_buf(req, all.data(), all.size());
   });
 }
 
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  guarded(req, "removexattr", [&] { fuse_reply_err(req, ov(req).removexattr(ino, name).error()); });
+  guarded(req, "removexattr",
+          [&] { fuse_reply_err_mapped(req, ov(req).removexattr(ino, name).error()); });
 }
 
 void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                   fuse_file_info* fi) {
   (void)ino;
   guarded(req, "fallocate", [&] {
-    auto lease = ov(req).write_lease(*handle(fi), offset, static_cast<size_t>(length));
-    if (!lease) return (void)fuse_reply_err(req, lease.error());
+    // Not a write: every chunk it touches keeps its content from below.
+    auto lease = ov(req).write_lease(*handle(fi), offset, static_cast<size_t>(length), false);
+    if (!lease) return (void)fuse_reply_err_mapped(req, lease.error());
     int r = ::fallocate(lease->fd, mode, offset, length);
-    fuse_reply_err(req, r < 0 ? errno : 0);
+    fuse_reply_err_mapped(req, r < 0 ? errno : 0);
   });
 }
 
@@ -464,7 +486,7 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_i
   (void)ino;
   guarded(req, "lseek", [&] {
     auto r = ov(req).seek(*handle(fi), off, whence);
-    if (!r) return (void)fuse_reply_err(req, r.error());
+    if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     fuse_reply_lseek(req, *r);
   });
 }
@@ -478,15 +500,15 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_fi
     // A chunked file's bytes are spread over layers: let the kernel fall
     // back to reading and writing.
     if (ov(req).is_chunked(*handle(fi_in)) || ov(req).is_chunked(*handle(fi_out))) {
-      return (void)fuse_reply_err(req, EOPNOTSUPP);
+      return (void)fuse_reply_err_mapped(req, EOPNOTSUPP);
     }
     auto in = ov(req).io_fd(*handle(fi_in));
-    if (!in) return (void)fuse_reply_err(req, in.error());
+    if (!in) return (void)fuse_reply_err_mapped(req, in.error());
     auto out = ov(req).write_lease(*handle(fi_out), off_out, len);
-    if (!out) return (void)fuse_reply_err(req, out.error());
+    if (!out) return (void)fuse_reply_err_mapped(req, out.error());
     loff_t oi = off_in, oo = off_out;
     ssize_t n = ::copy_file_range(*in, &oi, out->fd, &oo, len, static_cast<unsigned>(flags));
-    if (n < 0) return (void)fuse_reply_err(req, errno);
+    if (n < 0) return (void)fuse_reply_err_mapped(req, errno);
     fuse_reply_write(req, static_cast<size_t>(n));
   });
 }

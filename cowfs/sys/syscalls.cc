@@ -132,7 +132,10 @@ Status truncate_fd(int fd, off_t size) {
 }
 
 Result<std::string> get_xattr(int path_fd, const char* name, bool is_symlink) {
-  std::string p = proc_path(path_fd);
+  return get_xattr_at_path(proc_path(path_fd), name, is_symlink);
+}
+
+Result<std::string> get_xattr_at_path(const std::string& p, const char* name, bool is_symlink) {
   for (;;) {
     ssize_t n = is_symlink ? ::lgetxattr(p.c_str(), name, nullptr, 0)
                            : ::getxattr(p.c_str(), name, nullptr, 0);
@@ -149,7 +152,11 @@ Result<std::string> get_xattr(int path_fd, const char* name, bool is_symlink) {
 
 Status set_xattr(int path_fd, const char* name, std::string_view value, int flags,
                  bool is_symlink) {
-  std::string p = proc_path(path_fd);
+  return set_xattr_at_path(proc_path(path_fd), name, value, flags, is_symlink);
+}
+
+Status set_xattr_at_path(const std::string& p, const char* name, std::string_view value, int flags,
+                         bool is_symlink) {
   int r = is_symlink ? ::lsetxattr(p.c_str(), name, value.data(), value.size(), flags)
                      : ::setxattr(p.c_str(), name, value.data(), value.size(), flags);
   if (r < 0) return last_errno();
@@ -157,7 +164,10 @@ Status set_xattr(int path_fd, const char* name, std::string_view value, int flag
 }
 
 Result<std::vector<std::string>> list_xattr(int path_fd, bool is_symlink) {
-  std::string p = proc_path(path_fd);
+  return list_xattr_at_path(proc_path(path_fd), is_symlink);
+}
+
+Result<std::vector<std::string>> list_xattr_at_path(const std::string& p, bool is_symlink) {
   for (;;) {
     ssize_t n =
         is_symlink ? ::llistxattr(p.c_str(), nullptr, 0) : ::listxattr(p.c_str(), nullptr, 0);
@@ -180,7 +190,10 @@ Result<std::vector<std::string>> list_xattr(int path_fd, bool is_symlink) {
 }
 
 Status remove_xattr(int path_fd, const char* name, bool is_symlink) {
-  std::string p = proc_path(path_fd);
+  return remove_xattr_at_path(proc_path(path_fd), name, is_symlink);
+}
+
+Status remove_xattr_at_path(const std::string& p, const char* name, bool is_symlink) {
   int r = is_symlink ? ::lremovexattr(p.c_str(), name) : ::removexattr(p.c_str(), name);
   if (r < 0) return last_errno();
   return {};

@@ -47,6 +47,14 @@ Status set_xattr(int path_fd, const char* name, std::string_view value, int flag
                  bool is_symlink = false);
 Result<std::vector<std::string>> list_xattr(int path_fd, bool is_symlink = false);
 Status remove_xattr(int path_fd, const char* name, bool is_symlink = false);
+// The same on a path: a symlink's own xattrs are reached through its
+// directory ("/proc/self/fd/<dirfd>/<name>"), since its fd's magic link is
+// not the symlink.
+Result<std::string> get_xattr_at_path(const std::string& path, const char* name, bool is_symlink);
+Status set_xattr_at_path(const std::string& path, const char* name, std::string_view value,
+                         int flags, bool is_symlink);
+Result<std::vector<std::string>> list_xattr_at_path(const std::string& path, bool is_symlink);
+Status remove_xattr_at_path(const std::string& path, const char* name, bool is_symlink);
 
 std::string proc_path(int fd);
 
