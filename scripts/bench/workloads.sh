@@ -1,0 +1,309 @@
+# shellcheck shell=bash
+# The workloads. Each wl_X runs on system $CUR_SYS, checks its own result
+# and records medians through `measure`. A workload that does not apply to
+# a system returns without recording (the report prints n/a).
+
+# measure "KEY..." N FN ARGS...: runs FN N times; FN prints one number per
+# key. FN runs in its own errexit subshell, so any failing command inside
+# it fails the measurement; the error is recorded under each key.
+measure() {
+  local -a keys vals
+  read -r -a keys <<<"$1"
+  local n=$2 i k out rc errf=$TMP/measure.err
+  shift 2
+  declare -A series=()
+  for ((i = 0; i < n; i++)); do
+    set +e
+    out=$(set -e; "$@" 2>"$errf")
+    rc=$?
+    set -e
+    cat "$errf" >&2
+    if ((rc != 0)) || [[ -z $out ]]; then
+      local why
+      why=$(grep -v '^\[bench' "$errf" | tail -3 | tr '\n' ' ')
+      log "FAIL ${keys[*]} on $CUR_SYS: ${why:-exit $rc}"
+      for k in "${keys[@]}"; do record_fail "$k" "$CUR_SYS" "${why:-exit $rc}"; done
+      touch "$TMP/measure.failed"
+      umount_sys "$CUR_SYS"
+      return 1
+    fi
+    read -r -a vals <<<"$out"
+    for k in "${!keys[@]}"; do series[$k]+=" ${vals[$k]}"; done
+  done
+  for k in "${!keys[@]}"; do
+    # shellcheck disable=SC2086
+    record "${keys[$k]}" "$CUR_SYS" ${series[$k]}
+    log "$CUR_SYS ${keys[$k]}:${series[$k]}"
+  done
+}
+
+timed() { # timed CMD...: seconds of wall time, output to /dev/null
+  local t0 t1
+  t0=$(now)
+  "$@" >/dev/null
+  t1=$(now)
+  elapsed "$t0" "$t1"
+}
+
+# ---- W1: sequential read, cold and warm -------------------------------------
+
+w1_cold_once() { drop_caches; bio seqread "$R/big1g" --expect-size "$((BIG_MB << 20))"; }
+w1_warm_once() {
+  cat "$R/big1g" >/dev/null
+  bio seqread "$R/big1g" --expect-size "$((BIG_MB << 20))"
+}
+
+wl_W1() {
+  mount_fresh "$CUR_SYS"
+  [[ $(bio sha256 "$R/big1g") == "$BIG_SHA" ]] || die "big1g reads back wrong on $CUR_SYS"
+  measure w1_cold "$(runs_for fast)" w1_cold_once
+  measure w1_warm "$(runs_for fast)" w1_warm_once
+  umount_sys "$CUR_SYS"
+}
+
+# ---- W2: random 4 KiB reads, warm, fio --------------------------------------
+
+fio_iops() {
+  fio --name=w2 --filename="$R/big1g" --readonly --rw=randread --bs=4k --ioengine=psync \
+    --numjobs="$1" --group_reporting --time_based --runtime="$FIO_SECS" --invalidate=0 \
+    --output-format=json 2>"$TMP/fio.err" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["jobs"][0]
+if r["error"] or r["read"]["io_bytes"] == 0:
+    sys.exit("fio: error %s, %d bytes read" % (r["error"], r["read"]["io_bytes"]))
+print(round(r["read"]["iops"]))'
+}
+
+wl_W2() {
+  mount_fresh "$CUR_SYS"
+  cat "$R/big1g" >/dev/null
+  measure w2_j1 "$(runs_for fast)" fio_iops 1
+  measure w2_j4 "$(runs_for fast)" fio_iops 4
+  umount_sys "$CUR_SYS"
+}
+
+# ---- W3: first 4 KiB write into big lower files -------------------------------
+
+w3_once() {
+  local restore=() f before ms1 g1 ms4 g4
+  [[ $CUR_SYS == native ]] && restore=(--restore)
+  mount_fresh "$CUR_SYS"
+  before=$(disk_bytes "$STORE")
+  f=$(modify_path big1g)
+  ms1=$(bio firstwrite "$f" --ref "$LOWER/big1g" "${restore[@]}")
+  g1=$(($(disk_bytes "$STORE") - before))
+  before=$(disk_bytes "$STORE")
+  f=$(modify_path big4g)
+  ms4=$(bio firstwrite "$f" --ref "$LOWER/big4g" "${restore[@]}")
+  g4=$(($(disk_bytes "$STORE") - before))
+  umount_sys "$CUR_SYS"
+  echo "$ms1 $g1 $ms4 $g4"
+}
+
+wl_W3() {
+  measure "w3_1g_ms w3_1g_growth w3_4g_ms w3_4g_growth" "$(runs_for slow)" w3_once
+}
+
+# ---- W3b: sequential read after 1,000 random 4 KiB writes ---------------------
+
+w3b_once() {
+  local f size before u_cold u_warm t_cold t_warm growth
+  size=$((BIG_MB << 20))
+  mount_fresh "$CUR_SYS"
+  f=$(modify_path big1g)
+  drop_caches
+  u_cold=$(bio seqread "$f" --expect-size "$size")
+  u_warm=$(bio seqread "$f" --expect-size "$size")
+  before=$(disk_bytes "$STORE")
+  bio randwrite "$f" --ref "$LOWER/big1g" --count 1000 --verify >/dev/null
+  growth=$(($(disk_bytes "$STORE") - before))
+  drop_caches
+  t_cold=$(bio seqread "$f" --expect-size "$size")
+  t_warm=$(bio seqread "$f" --expect-size "$size")
+  if [[ $CUR_SYS == native ]]; then
+    bio randwrite "$f" --ref "$LOWER/big1g" --count 1000 --restore-only >/dev/null
+  fi
+  umount_sys "$CUR_SYS"
+  python3 -c 'import sys; a = [float(x) for x in sys.argv[1:]]
+print(f"{a[2] / a[0]:.3f} {a[3] / a[1]:.3f} {a[2]:.1f}", end=" ")' "$u_cold" "$u_warm" "$t_cold" "$t_warm"
+  echo "$growth"
+}
+
+wl_W3b() {
+  measure "w3b_ratio_cold w3b_ratio_warm w3b_touched_cold w3b_growth" "$(runs_for slow)" w3b_once
+}
+
+# ---- W4: sequential write of a new file + fsync ---------------------------------
+
+w4_once() {
+  local mbps
+  mount_fresh "$CUR_SYS"
+  mbps=$(bio seqwrite "$W/w4.bin" "$((W4_MB << 20))")
+  umount_sys "$CUR_SYS"
+  echo "$mbps"
+}
+
+wl_W4() { measure w4 "$(runs_for slow)" w4_once; }
+
+# ---- W5: many small files; ls -lR of the lower tree ---------------------------
+
+w5_once() {
+  local create find_s stat_s n
+  mount_fresh "$CUR_SYS"
+  create=$(bio create "$W/w5" "$W5_FILES" 100)
+  find "$W/w5" -type f >/dev/null
+  find_s=$(timed find "$W/w5" -type f)
+  n=$(find "$W/w5" -type f | wc -l)
+  ((n == W5_FILES)) || die "find saw $n files, expected $W5_FILES"
+  stat_s=$(bio statall "$W/w5" --expect "$W5_FILES")
+  umount_sys "$CUR_SYS"
+  echo "$create $find_s $stat_s"
+}
+
+lslr_once() {
+  local s n
+  [[ $1 == cold ]] && drop_caches
+  [[ $1 == warm ]] && ls -lR "$R/tree" >/dev/null
+  s=$(timed ls -lR "$R/tree")
+  n=$(ls -lR "$R/tree" | grep -c '^-')
+  ((n == TREE_FILES)) || die "ls -lR saw $n files, expected $TREE_FILES"
+  echo "$s"
+}
+
+wl_W5() {
+  measure "w5_create w5_find w5_stat" "$(runs_for slow)" w5_once || true
+  mount_fresh "$CUR_SYS"
+  measure w5_lslr_cold "$(runs_for slow)" lslr_once cold
+  measure w5_lslr_warm "$(runs_for fast)" lslr_once warm
+  umount_sys "$CUR_SYS"
+}
+
+# ---- W6: SQLite schema change + batched update of a lower database ------------
+
+w6_once() {
+  local db s
+  mount_fresh "$CUR_SYS"
+  if [[ $CUR_SYS == native ]]; then
+    db=$W/app.db
+    cp "$LOWER/db/app.db" "$db"
+  else
+    db=$MNT/db/app.db
+  fi
+  s=$(bio sqlite "$db" "$1" "$DB_ROWS")
+  umount_sys "$CUR_SYS"
+  echo "$s"
+}
+
+wl_W6() {
+  measure w6_wal "$(runs_for slow)" w6_once wal || true
+  measure w6_delete "$(runs_for slow)" w6_once delete
+}
+
+# ---- W7: layers (cowfs only) ----------------------------------------------------
+
+rewind_once() {
+  local files=$1 s
+  mount_fresh cowfs
+  "$COWFS" checkpoint --store "$STORE" base >/dev/null
+  bio mkfiles "$MNT/w7" "$files" "$((W7_MB << 20))"
+  sync -f "$MNT"
+  s=$(timed "$COWFS" rewind --store "$STORE" base)
+  [[ ! -e $MNT/w7 ]] || die "rewound files still visible"
+  [[ -d $MNT/tree/a0 ]] || die "lower tree gone after rewind"
+  umount_sys cowfs
+  echo "$s"
+}
+
+# find + lstat of the whole tree right after a remount: the FUSE caches are
+# empty, the backing filesystems' are warm, so this is cowfs' own lookup cost.
+layered_find_once() {
+  local n
+  remount_sys cowfs
+  find "$LOWER/tree" "$STORE" -printf '%s\n' >/dev/null
+  timed find "$MNT/tree" -printf '%s %i\n'
+  n=$(find "$MNT/tree" -type f | wc -l)
+  ((n == $1)) || die "find saw $n files through the layers, expected $1"
+}
+
+make_layers() {
+  local i j d
+  for ((i = 1; i <= LAYERS; i++)); do
+    for j in 0 1 2; do
+      d=$MNT/tree/a$((j * 3 % 10))/b$((i % 10))
+      echo "layer $i" >>"$d/f$(printf %05d $(((i * 7 + j) % (TREE_FILES / 100))))"
+    done
+    echo "new in layer $i" >"$MNT/tree/a$((i % 10))/b0/new$i"
+    "$COWFS" checkpoint --store "$STORE" "L$i" >/dev/null
+  done
+}
+
+wl_W7() {
+  [[ $CUR_SYS == cowfs ]] || return 0
+  measure w7_rewind_a "$(runs_for slow)" rewind_once "$W7_FILES_A" || true
+  measure w7_rewind_b "$(runs_for slow)" rewind_once "$W7_FILES_B" || true
+  mount_fresh cowfs
+  measure w7_find_1 "$(runs_for fast)" layered_find_once "$TREE_FILES"
+  make_layers
+  measure w7_find_50 "$(runs_for fast)" layered_find_once "$((TREE_FILES + LAYERS))"
+  umount_sys cowfs
+  python3 - "$OUT/raw.jsonl" <<'EOF' >>"$OUT/raw.jsonl"
+import json, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("system") == "cowfs" and "runs" in r:
+        rows[r["key"]] = r["runs"]
+one, many = rows.get("w7_find_1"), rows.get("w7_find_50")
+if one and many:
+    print(json.dumps({"key": "w7_layers_ratio", "system": "cowfs",
+                      "runs": [statistics.median(many) / statistics.median(one)]}))
+EOF
+}
+
+# ---- W8: the demo upgrade, rehearse run vs --in-place ---------------------------
+
+w8_skip_reason() {
+  compgen -G "$REPO/steps/*/*" >/dev/null || { echo "no steps in $REPO/steps"; return; }
+  [[ -n ${REHEARSE:-} && -x $REHEARSE ]] || { echo "rehearse not built"; return; }
+  [[ -x $REPO/scripts/make-demo-prod.sh ]] || { echo "no scripts/make-demo-prod.sh"; return; }
+  "$REHEARSE" run --help 2>/dev/null | grep -q -- --in-place || { echo "rehearse run has no --in-place"; return; }
+}
+
+# The demo snapshot (scripts/make-demo-prod.sh), generated once per run and
+# copied for each measurement: --in-place changes its data.
+w8_prod() {
+  local src=$TMP/w8-prod-src objects=$((QUICK ? 20000 : 100000))
+  [[ -d $src ]] || "$REPO/scripts/make-demo-prod.sh" "$src" --objects "$objects" >/dev/null
+  echo "$src"
+}
+
+w8_once() {
+  local ws=$TMP/w8/$CUR_SYS s
+  rm -rf --one-file-system "$ws"
+  mkdir -p "$ws"
+  cp -a "$(w8_prod)" "$ws/prod"
+  "$REHEARSE" -C "$ws" init --lower "$ws/prod" --mountpoint "$ws/mnt" --steps "$REPO/steps" \
+    --sqlite var/filestorage/Data.sqlite >/dev/null
+  register_mount "$ws/mnt"
+  if [[ $CUR_SYS == native ]]; then
+    s=$(timed "$REHEARSE" -C "$ws" run --in-place --yes)
+  else
+    s=$(timed "$REHEARSE" -C "$ws" run)
+    "$REHEARSE" -C "$ws" umount >/dev/null 2>&1 || true
+  fi
+  force_umount "$ws/mnt"
+  unregister_mount "$ws/mnt"
+  rm -rf --one-file-system "$ws"
+  echo "$s"
+}
+
+wl_W8() {
+  [[ $CUR_SYS == native || $CUR_SYS == cowfs ]] || return 0
+  local why
+  why=$(w8_skip_reason)
+  if [[ -n $why ]]; then
+    [[ $CUR_SYS == cowfs ]] && echo "SKIP: W8 rehearse not built / no steps ($why)" | tee -a "$OUT/skips.txt"
+    return 0
+  fi
+  REHEARSE_COWFS=$COWFS measure w8 "$(runs_for slow)" w8_once
+}
