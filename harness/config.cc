@@ -97,6 +97,10 @@ void check_config(const std::string& root, const Config& c) {
     throw ConfigError("steps folder " + c.steps +
                       " lies inside the mountpoint; a rewind would change the steps");
   }
+  if (path_within(c.mountpoint, c.steps)) {
+    throw ConfigError("mountpoint " + c.mountpoint + " lies inside the steps folder " + c.steps +
+                      "; choose a mountpoint outside it");
+  }
   if (path_within(c.steps, state)) {
     throw ConfigError("steps folder " + c.steps + " lies inside the workspace state " + state);
   }

@@ -16,12 +16,46 @@ double now_seconds() {
 
 Journal Journal::open(const std::string& path) { return open_at(path, kJournalSchema); }
 
+namespace {
+
+bool is_damage(const std::string& what) {
+  return what.find("file is not a database") != std::string::npos ||
+         what.find("malformed") != std::string::npos || what.find("corrupt") != std::string::npos ||
+         what.find("no such table") != std::string::npos;
+}
+
+DbError damaged(const std::string& path, const std::string& what) {
+  return DbError("the journal " + path + " is damaged (" + what +
+                 "); rehearse does not repair it, since a guess could lose the record of what "
+                 "the data holds: restore it from a backup, or move it aside and start over " +
+                 "with `rehearse init` in a new workspace");
+}
+
+}  // namespace
+
 Journal Journal::open_at(const std::string& path, int target) {
-  Journal j(Db::open(path, true));
-  // WAL: readers (`status` while a run is going) never block the runner.
-  j.db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON");
-  j.migrate(target);
-  return j;
+  try {
+    Journal j(Db::open(path, true));
+    // WAL: readers (`status` while a run is going) never block the runner.
+    j.db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON");
+    // The journal is small (rows per run and step): a full structural check
+    // costs milliseconds and catches garbage written into its pages.
+    auto check = j.db_.query_text("PRAGMA quick_check");
+    if (check.value_or("") != "ok") throw damaged(path, check.value_or("no result"));
+    j.migrate(target);
+    if (target == kJournalSchema) {
+      for (const char* t : {"runs", "step_runs", "partial", "commits", "commit_steps", "applied",
+                            "intent", "events"}) {
+        if (!j.db_.has_table(t)) throw damaged(path, std::string("table ") + t + " is missing");
+      }
+    }
+    return j;
+  } catch (const DbError& e) {
+    const std::string what = e.what();
+    if (what.rfind("the journal ", 0) == 0) throw;
+    if (is_damage(what)) throw damaged(path, what);
+    throw DbError("the journal " + path + ": " + what);
+  }
 }
 
 int Journal::schema_version() { return static_cast<int>(*db_.query_int("PRAGMA user_version")); }
@@ -29,9 +63,11 @@ int Journal::schema_version() { return static_cast<int>(*db_.query_int("PRAGMA u
 void Journal::migrate(int target) {
   int current = schema_version();
   if (current > kJournalSchema) {
-    throw DbError("the journal has schema " + std::to_string(current) +
-                  ", newer than this rehearse understands (" + std::to_string(kJournalSchema) +
-                  "); use a newer rehearse");
+    const char* file = sqlite3_db_filename(db_.raw(), "main");
+    throw DbError("the journal " + std::string(file ? file : "") + " has schema " +
+                  std::to_string(current) + ", newer than this rehearse understands (" +
+                  std::to_string(kJournalSchema) +
+                  "); use the newer rehearse that wrote it (nothing was changed)");
   }
   for (const auto& m : journal_migrations()) {
     if (m.version <= current || m.version > target) continue;

@@ -92,8 +92,11 @@ struct Intent {
 
 class Journal {
  public:
-  // Opens (creating it if missing) and migrates to kJournalSchema. Throws
-  // DbError when the file is from a newer rehearse.
+  // Opens (creating it if missing: only `init` relies on that) and migrates
+  // to kJournalSchema. Throws DbError naming the file when it is from a newer
+  // rehearse, or damaged (not a database, PRAGMA quick_check fails, a table
+  // is missing). A damaged journal is never repaired or recreated: guessing
+  // could make the harness forget what the data holds and replay increments.
   static Journal open(const std::string& path);
   // Opens and migrates only up to `target` (tests of the migrations).
   static Journal open_at(const std::string& path, int target);

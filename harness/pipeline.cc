@@ -6,6 +6,8 @@
 #include <map>
 #include <set>
 
+#include "harness/disk.h"
+#include "harness/faults.h"
 #include "harness/runner.h"
 
 namespace rehearse {
@@ -142,13 +144,15 @@ void Pipeline::recover() {
 }
 
 void Pipeline::store_op(const std::vector<std::string>& drop, const Intent& intent) {
-  journal_.decide_store_op(drop, intent);
-  if (intent.op == "rewind") {
+  journal_.decide_store_op(drop, intent);  // 1
+  crash_point("after-intent", intent.label);
+  if (intent.op == "rewind") {  // 2
     store_->rewind(intent.label);
   } else {
     store_->reset();
   }
-  journal_.clear_intent();
+  crash_point("after-store-op", intent.label);
+  journal_.clear_intent();  // 3
   clear_step_states();
 }
 
@@ -174,6 +178,7 @@ std::string Pipeline::unique_label(const std::string& version) {
 }
 
 PipelineResult Pipeline::run(std::vector<Increment> plan, const RunRequest& req) {
+  step_timeout_ = req.step_timeout;
   WorkspaceState st = analyze(std::move(plan), journal_);
   if (!st.changed.empty() && !req.only) {
     for (const auto& c : st.changed) {
@@ -286,11 +291,19 @@ Pipeline::IncResult Pipeline::run_increment(const Increment& inc, int index, std
     env.log_path = ws_.logs_dir() + "/" + v + "/" + step.name + ".log";
     env.progress = &progress_;
     env.stop = &stop_;
+    env.timeout = step_timeout_;
     int64_t sr = journal_.begin_step_run(run_id_, v, step.name, kind, step.checksum, env.log_path);
     progress_.step_started(v, step.name, kind, si, static_cast<int>(inc.steps.size()));
     auto t0 = clock::now();
     StepResult res = run_step(step, env);
     int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0).count();
+    if (res.outcome == Outcome::kFailed) {
+      // Named before the rollback, which frees the space again.
+      std::vector<std::string> dirs = {store_ ? ws_.store() : data_root_, ws_.state_dir()};
+      if (auto full = full_disk_cause(dirs, res.error + "\n" + res.tail)) {
+        res.error = res.error.substr(0, res.error.find('\n')) + " (" + *full + ")";
+      }
+    }
     journal_.add_partial(v, {step.name, kind, step.checksum, ms, res.items, res.calls,
                              res.outcome == Outcome::kDone});
     journal_.end_step_run(sr, outcome_name(res.outcome), ms, res.items, res.exit_code, res.error,
@@ -310,10 +323,19 @@ Pipeline::IncResult Pipeline::run_increment(const Increment& inc, int index, std
       }
       auto applied = journal_.applied();
       std::string back = applied.empty() ? "production" : applied.back().version;
-      if (applied.empty()) {
-        store_op({}, {"reset", ""});
-      } else {
-        store_op({}, {"rewind", applied.back().layer});
+      try {
+        if (applied.empty()) {
+          store_op({}, {"reset", ""});
+        } else {
+          store_op({}, {"rewind", applied.back().layer});
+        }
+      } catch (const StoreError& e) {
+        // The intent stays recorded (I2): the next command finishes the
+        // rollback. The step's failure stays the headline (a full disk can
+        // make the rollback fail too).
+        *error += "; the rollback to " + back + " did not finish (" + e.what() +
+                  "); `rehearse run` finishes it once the cause is fixed";
+        return IncResult::kFailed;
       }
       *error += " (rolled back to " + back + ")";
       return IncResult::kFailed;
@@ -326,10 +348,13 @@ Pipeline::IncResult Pipeline::run_increment(const Increment& inc, int index, std
 void Pipeline::commit(const Increment& inc) {
   const std::string v = inc.label();
   if (auto db = sqlite()) write_data_version(*db, v);  // 1
+  crash_point("after-data-version", v);
   const std::string label = unique_label(v);
   int64_t id = journal_.mark_committing(v, run_id_, label);  // 2
-  if (store_) store_->checkpoint(label);                     // 3
-  journal_.mark_applied(v);                                  // 4
+  crash_point("after-committing", v);
+  if (store_) store_->checkpoint(label);  // 3
+  crash_point("after-checkpoint", v);
+  journal_.mark_applied(v);  // 4
   std::error_code ec;
   fs::remove_all(ws_.step_state_dir() + "/" + v, ec);
   auto c = journal_.commit(id);

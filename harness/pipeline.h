@@ -34,12 +34,19 @@
 //   every step done; the next run skips them all and commits again (step 1
 //   is idempotent).
 //
+// Each numbered step above is followed by a crash_point() (faults.h), so the
+// crash tests can stop the process exactly there.
+//
+// A failed step's message names a full disk when that is the cause
+// (disk.h), checked before the rollback frees the space.
+//
 // In-place mode (no overlay): steps 3 and store operations do not exist;
 // a failed increment keeps the work of its finished steps (only the failing
 // step's own transaction is rolled back), and rewinds are refused.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -75,6 +82,7 @@ struct RunRequest {
   std::optional<Version> only;  // rerun V
   bool rewind_changed = true;
   bool in_place = false;
+  std::optional<std::chrono::milliseconds> step_timeout;  // --step-timeout
 };
 
 struct PipelineResult {
@@ -114,6 +122,7 @@ class Pipeline {
   const std::atomic<bool>& stop_;
   std::string data_root_;
   int64_t run_id_;
+  std::optional<std::chrono::milliseconds> step_timeout_;
 };
 
 }  // namespace rehearse

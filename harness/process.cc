@@ -25,14 +25,19 @@ std::vector<char*> cstrings(const std::vector<std::string>& v) {
   return out;
 }
 
-// Splits complete lines out of buf, calling fn for each.
+// Splits complete lines out of buf, calling fn for each; a line that grows
+// past kMaxLineBytes is passed on in pieces (bounded memory).
 void drain_lines(std::string& buf, const LineFn& fn, bool flush) {
-  size_t pos;
-  while ((pos = buf.find('\n')) != std::string::npos) {
-    std::string line = buf.substr(0, pos);
-    buf.erase(0, pos + 1);
-    if (fn) fn(line);
+  size_t start = 0, pos;
+  while ((pos = buf.find('\n', start)) != std::string::npos) {
+    if (fn) fn(buf.substr(start, pos - start));
+    start = pos + 1;
   }
+  while (buf.size() - start >= kMaxLineBytes) {
+    if (fn) fn(buf.substr(start, kMaxLineBytes));
+    start += kMaxLineBytes;
+  }
+  buf.erase(0, start);
   if (flush && !buf.empty()) {
     if (fn) fn(buf);
     buf.clear();
@@ -72,9 +77,10 @@ ProcResult run_capture(const std::vector<std::string>& argv) {
   o.argv = argv;
   o.env = environment_with({});
   o.die_with_parent = false;  // `cowfs mount` forks a daemon that must outlive us
+  o.whole_output = true;
   std::string out, err;
-  o.on_stdout = [&](const std::string& l) { out += l + "\n"; };
-  o.on_stderr = [&](const std::string& l) { err += l + "\n"; };
+  o.on_stdout = [&](const std::string& chunk) { out += chunk; };
+  o.on_stderr = [&](const std::string& chunk) { err += chunk; };
   ProcResult r = run_streaming(o);
   r.out = out;
   r.err = err;
@@ -108,7 +114,10 @@ ProcResult run_streaming(const StreamOptions& o) {
     close_all();
     throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
   }
+  // Set on both sides of the fork so a signal sent right away finds the group.
+  if (pid > 0 && o.own_group) ::setpgid(pid, pid);
   if (pid == 0) {
+    if (o.own_group) ::setpgid(0, 0);
     if (o.die_with_parent) {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) _exit(127);
@@ -159,17 +168,20 @@ ProcResult run_streaming(const StreamOptions& o) {
   using clock = std::chrono::steady_clock;
   auto last_tick = clock::now();
   std::optional<clock::time_point> term_sent;
+  bool timed_out = false;
+  auto signal_child = [&](int sig) { ::kill(o.own_group ? -pid : pid, sig); };
   int status = 0;
   bool reaped = false;
   size_t open_streams = streams.size();
   char buf[65536];
   while (!reaped || open_streams > 0) {
-    if (o.stop && o.stop->load() && !reaped) {
+    if (!timed_out && o.deadline && clock::now() >= *o.deadline && !reaped) timed_out = true;
+    if (((o.stop && o.stop->load()) || timed_out) && !reaped) {
       if (!term_sent) {
-        ::kill(pid, SIGTERM);
+        signal_child(SIGTERM);
         term_sent = clock::now();
-      } else if (clock::now() - *term_sent > std::chrono::seconds(10)) {
-        ::kill(pid, SIGKILL);
+      } else if (clock::now() - *term_sent > kKillGrace) {
+        signal_child(SIGKILL);
       }
     }
     std::vector<pollfd> pfds;
@@ -185,7 +197,9 @@ ProcResult run_streaming(const StreamOptions& o) {
         for (auto& s : streams) {
           if (s.fd != p.fd) continue;
           ssize_t r = ::read(s.fd, buf, sizeof buf);
-          if (r > 0) {
+          if (r > 0 && o.whole_output) {
+            if (*s.fn) (*s.fn)(std::string(buf, static_cast<size_t>(r)));
+          } else if (r > 0) {
             s.buf.append(buf, static_cast<size_t>(r));
             drain_lines(s.buf, *s.fn, false);
           } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
@@ -228,7 +242,11 @@ ProcResult run_streaming(const StreamOptions& o) {
     }
   }
   if (!reaped) ::waitpid(pid, &status, 0);
-  return status_to_result(status);
+  // The step's own children may outlive it; with a group, they go too.
+  if (o.own_group && (term_sent || timed_out)) ::kill(-pid, SIGKILL);
+  ProcResult r = status_to_result(status);
+  r.timed_out = timed_out;
+  return r;
 }
 
 }  // namespace rehearse

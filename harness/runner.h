@@ -21,10 +21,15 @@
 //                    done_rows, batches, finished)
 //
 // Runners never throw for a step's own failure; they return kFailed with the
-// first error line. Ctrl-C (the stop flag) yields kInterrupted.
+// first error line. Ctrl-C (the stop flag) yields kInterrupted. A step still
+// running when its timeout (--step-timeout, the wall time of the step within
+// this run) passes is stopped and fails with "timed out after T": SQL steps
+// are interrupted inside SQLite (their transaction rolls back), executables
+// get SIGTERM, then SIGKILL after kKillGrace, with their process group.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -45,7 +50,37 @@ struct StepEnv {
   std::string log_path;               // appended to
   Progress* progress = nullptr;
   const std::atomic<bool>* stop = nullptr;
+  std::optional<std::chrono::milliseconds> timeout;  // none = wait forever
 };
+
+// Installed as SQLite's progress handler while a SQL or batched step runs:
+// interrupts the statement on Ctrl-C or when the deadline passes, and keeps
+// Progress ticking (the "a log line at least every 5 s" rule holds during a
+// long statement too).
+class SqlWatch {
+ public:
+  SqlWatch(Db& db, const StepEnv& env);
+  ~SqlWatch();
+  SqlWatch(const SqlWatch&) = delete;
+  SqlWatch& operator=(const SqlWatch&) = delete;
+  bool timed_out() const { return timed_out_; }
+  bool stopped() const { return env_.stop && env_.stop->load(); }
+  // Checks between statements/batches too; true when the step must end.
+  bool should_end();
+  // The failure text of a timed-out step.
+  std::string timeout_error() const;
+
+ private:
+  static int handler(void* self);
+  Db& db_;
+  const StepEnv& env_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  std::chrono::steady_clock::time_point last_tick_;
+  bool timed_out_ = false;
+};
+
+// "timed out after 30s (--step-timeout 30s)".
+std::string timeout_message(std::chrono::milliseconds limit);
 
 enum class Outcome { kDone, kFailed, kInterrupted };
 const char* outcome_name(Outcome o);  // "ok", "failed", "interrupted"

@@ -32,11 +32,6 @@ std::optional<Window> next_window(Db& db, const BatchSpec& spec, int64_t lo, int
 
 namespace {
 
-int stop_handler(void* arg) {
-  auto* stop = static_cast<const std::atomic<bool>*>(arg);
-  return stop && stop->load() ? 1 : 0;
-}
-
 struct Cursor {
   bool exists = false;
   std::string checksum;
@@ -76,8 +71,7 @@ StepResult run_batch_step(const Step& step, const StepEnv& env) {
     std::string sql = read_text_file(step.path);
     Db db = Db::open(*env.sqlite, false);
     ensure_data_tables(db);
-    sqlite3_progress_handler(db.raw(), 1000, stop_handler,
-                             const_cast<std::atomic<bool>*>(env.stop));
+    SqlWatch watch(db, env);
     Cursor c = load_cursor(db, env.version, step.name);
     if (c.exists && c.checksum != step.checksum) {
       throw DbError(
@@ -119,34 +113,40 @@ StepResult run_batch_step(const Step& step, const StepEnv& env) {
         "finished=? WHERE version=? AND step=?");
     auto mark_done =
         db.prepare("UPDATE _rehearse_cursor SET finished=1 WHERE version=? AND step=?");
-    while (!c.finished) {
-      if (env.stop && env.stop->load()) {
-        r.outcome = Outcome::kInterrupted;
-        break;
-      }
-      Transaction t(db);
-      auto w = next_window(db, spec, c.next_lo, c.max_key);
-      if (!w) {
-        mark_done.reset();
-        mark_done.bind(1, env.version).bind(2, step.name);
-        mark_done.step();
+    try {
+      while (!c.finished) {
+        if (watch.should_end()) {
+          if (watch.timed_out()) throw DbError("");  // reworded below
+          r.outcome = Outcome::kInterrupted;
+          break;
+        }
+        Transaction t(db);
+        auto w = next_window(db, spec, c.next_lo, c.max_key);
+        if (!w) {
+          mark_done.reset();
+          mark_done.bind(1, env.version).bind(2, step.name);
+          mark_done.step();
+          t.commit();
+          c.finished = true;
+          break;
+        }
+        exec_statements(db, sql, *w);
+        bool last = w->hi >= c.max_key;
+        int64_t next = last ? c.max_key : w->hi + 1;  // hi < max, so no overflow
+        advance.reset();
+        advance.bind(1, next).bind(2, w->rows).bind(3, last ? 1 : 0);
+        advance.bind(4, env.version).bind(5, step.name);
+        advance.step();
         t.commit();
-        c.finished = true;
-        break;
+        c.next_lo = next;
+        c.done_rows += w->rows;
+        c.batches += 1;
+        c.finished = last;
+        if (env.progress) env.progress->progress(c.done_rows, c.total);
       }
-      exec_statements(db, sql, *w);
-      bool last = w->hi >= c.max_key;
-      int64_t next = last ? c.max_key : w->hi + 1;  // hi < max, so no overflow
-      advance.reset();
-      advance.bind(1, next).bind(2, w->rows).bind(3, last ? 1 : 0);
-      advance.bind(4, env.version).bind(5, step.name);
-      advance.step();
-      t.commit();
-      c.next_lo = next;
-      c.done_rows += w->rows;
-      c.batches += 1;
-      c.finished = last;
-      if (env.progress) env.progress->progress(c.done_rows, c.total);
+    } catch (const DbError&) {
+      if (!watch.timed_out()) throw;
+      throw DbError(watch.timeout_error());  // the batch's transaction rolled back
     }
     r.items = c.done_rows;
     append_log(env.log_path, std::string(c.finished ? "finished" : "stopped") + " after " +

@@ -2,6 +2,7 @@
 // the step says it is finished (exit 0) or fails.
 #include <sys/stat.h>
 
+#include <chrono>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -15,8 +16,17 @@ namespace rehearse {
 
 namespace {
 
+// The journal keeps the last kTailLines lines of output, each cut to
+// kTailLineBytes: a step printing megabytes leaves at most ~10 KiB there (the
+// whole output is in the step's log file).
 constexpr size_t kTailLines = 20;
+constexpr size_t kTailLineBytes = 500;
 constexpr int kProgressFd = 3;
+
+std::string cut(const std::string& line) {
+  if (line.size() <= kTailLineBytes) return line;
+  return line.substr(0, kTailLineBytes) + "... (" + std::to_string(line.size()) + " bytes)";
+}
 
 std::string join_tail(const std::deque<std::string>& lines) {
   std::string out;
@@ -47,15 +57,17 @@ StepResult run_exec_step(const Step& step, const StepEnv& env) {
   std::ofstream log(env.log_path, std::ios::app);
   std::deque<std::string> tail;
   int64_t done = 0, total = 0;
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (env.timeout) deadline = std::chrono::steady_clock::now() + *env.timeout;
   while (true) {
     std::string first_stderr;
     auto keep = [&](const std::string& stream, const std::string& line) {
       log << "[" << stream << "] " << line << "\n";
-      tail.push_back(stream == "stderr" ? "! " + line : line);
+      tail.push_back(cut(stream == "stderr" ? "! " + line : line));
       if (tail.size() > kTailLines) tail.pop_front();
       if (stream == "stderr" && first_stderr.empty() &&
           line.find_first_not_of(" \t") != std::string::npos) {
-        first_stderr = line;
+        first_stderr = cut(line);
       }
       if (env.progress) env.progress->output(stream, line);
     };
@@ -87,6 +99,8 @@ StepResult run_exec_step(const Step& step, const StepEnv& env) {
       if (env.progress) env.progress->tick();
     };
     o.stop = env.stop;
+    o.deadline = deadline;
+    o.own_group = true;
     log << "== call " << (r.calls + 1) << " at " << static_cast<int64_t>(now_seconds()) << "\n"
         << std::flush;
     ProcResult p;
@@ -102,6 +116,13 @@ StepResult run_exec_step(const Step& step, const StepEnv& env) {
         << (p.signal ? "signal " + std::to_string(p.signal) : std::to_string(p.exit_code)) << "\n"
         << std::flush;
     const bool stopping = env.stop && env.stop->load();
+    if (p.timed_out && !stopping) {
+      r.outcome = Outcome::kFailed;
+      r.exit_code = p.signal ? 128 + p.signal : p.exit_code;
+      r.error = timeout_message(*env.timeout);
+      log << "== " << r.error << "\n" << std::flush;
+      break;
+    }
     if (p.signal == 0 && p.exit_code == 0) {
       r.outcome = Outcome::kDone;
       break;

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <regex>
 
+#include "harness/duration.h"
 #include "harness/journal.h"
 #include "harness/runner.h"
 
@@ -84,13 +85,36 @@ bool is_transaction_control(const char* sql) {
   return std::regex_search(sql, re);
 }
 
-// Interrupts a running statement when Ctrl-C arrived.
-int stop_handler(void* arg) {
-  auto* stop = static_cast<const std::atomic<bool>*>(arg);
-  return stop && stop->load() ? 1 : 0;
+}  // namespace
+
+std::string timeout_message(std::chrono::milliseconds limit) {
+  return "timed out after " + format_duration(limit) + " (--step-timeout " +
+         format_duration(limit) + ")";
 }
 
-}  // namespace
+SqlWatch::SqlWatch(Db& db, const StepEnv& env)
+    : db_(db), env_(env), last_tick_(std::chrono::steady_clock::now()) {
+  if (env.timeout) deadline_ = last_tick_ + *env.timeout;
+  // Every 1000 virtual machine instructions: a clock read is cheap next to
+  // that, and the reaction to Ctrl-C or the deadline stays in milliseconds.
+  sqlite3_progress_handler(db_.raw(), 1000, &SqlWatch::handler, this);
+}
+
+SqlWatch::~SqlWatch() { sqlite3_progress_handler(db_.raw(), 0, nullptr, nullptr); }
+
+bool SqlWatch::should_end() {
+  auto now = std::chrono::steady_clock::now();
+  if (deadline_ && now >= *deadline_) timed_out_ = true;
+  if (env_.progress && now - last_tick_ >= std::chrono::seconds(1)) {
+    last_tick_ = now;
+    env_.progress->tick();
+  }
+  return timed_out_ || stopped();
+}
+
+int SqlWatch::handler(void* self) { return static_cast<SqlWatch*>(self)->should_end() ? 1 : 0; }
+
+std::string SqlWatch::timeout_error() const { return timeout_message(*env_.timeout); }
 
 void exec_statements(Db& db, const std::string& sql, const std::optional<Window>& w) {
   const char* tail = sql.c_str();
@@ -147,16 +171,20 @@ StepResult run_sql_step(const Step& step, const StepEnv& env) {
     std::string sql = read_text_file(step.path);
     Db db = Db::open(*env.sqlite, false);
     ensure_data_tables(db);
-    sqlite3_progress_handler(db.raw(), 1000, stop_handler,
-                             const_cast<std::atomic<bool>*>(env.stop));
-    Transaction t(db);
-    exec_statements(db, sql, std::nullopt);
-    auto c = db.prepare(
-        "INSERT OR REPLACE INTO _rehearse_cursor(version, step, checksum, finished) "
-        "VALUES(?,?,?,1)");
-    c.bind(1, env.version).bind(2, step.name).bind(3, step.checksum);
-    c.step();
-    t.commit();
+    SqlWatch watch(db, env);
+    try {
+      Transaction t(db);
+      exec_statements(db, sql, std::nullopt);
+      auto c = db.prepare(
+          "INSERT OR REPLACE INTO _rehearse_cursor(version, step, checksum, finished) "
+          "VALUES(?,?,?,1)");
+      c.bind(1, env.version).bind(2, step.name).bind(3, step.checksum);
+      c.step();
+      t.commit();
+    } catch (const DbError&) {
+      if (!watch.timed_out()) throw;
+      throw DbError(watch.timeout_error());
+    }
     r.items = 0;
     append_log(env.log_path, "committed\n");
   } catch (const std::exception& e) {

@@ -55,6 +55,22 @@ std::string checksum_file(const std::string& path) {
 
 namespace {
 
+// Control characters (a newline above all) in a name would split log lines,
+// the one-line errors and `ls` output; such names are refused.
+bool has_control_char(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+void check_name(const std::string& name, const std::string& path) {
+  if (has_control_char(name)) {
+    throw DiscoveryError(path + ": the name contains a control character (newline, tab...); " +
+                         "rename it");
+  }
+}
+
 bool is_identifier(const std::string& s) {
   static const std::regex re("[A-Za-z_][A-Za-z0-9_]*");
   return std::regex_match(s, re);
@@ -138,6 +154,7 @@ std::vector<Increment> discover_steps(const std::string& steps_dir, bool have_sq
     const std::string name = e.path().filename().string();
     if (name.empty() || name[0] == '.') continue;
     if (!e.is_directory()) continue;
+    check_name(name, e.path().string());
     auto v = Version::parse(name);
     if (!v) {
       throw DiscoveryError(e.path().string() +
@@ -160,6 +177,7 @@ std::vector<Increment> discover_steps(const std::string& steps_dir, bool have_sq
     std::sort(files.begin(), files.end());
     for (const auto& fname : files) {
       const std::string path = inc.dir + "/" + fname;
+      check_name(fname, path);
       struct stat st {};
       if (::stat(path.c_str(), &st) != 0) {
         throw DiscoveryError(path + ": cannot stat (dangling symlink?); fix or remove it");

@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,7 +34,12 @@ struct Globals {
 
 // ---- shared ----------------------------------------------------------------
 
+// Prints "rehearse: MSG" as exactly one line (control characters, e.g. a
+// newline in a file name, are shown escaped) and returns code.
 int fail(const std::string& msg, int code = 1);
+// --step-timeout TEXT → the duration, or an error line (exit 2) in *error.
+std::optional<std::chrono::milliseconds> step_timeout_option(const std::string& text,
+                                                             std::string* error);
 
 // A loaded workspace with its journal; `lock` is held for mutating commands.
 struct Session {
@@ -42,8 +48,9 @@ struct Session {
   std::unique_ptr<Journal> journal;
   std::unique_ptr<CowfsCli> cowfs;
 };
-// Throws ConfigError, LockBusy, DbError.
-Session open_session(const Globals& g, bool lock);
+// Throws ConfigError, LockBusy, DbError. Without with_journal (umount) the
+// journal is not opened, so a damaged journal never keeps a mount up.
+Session open_session(const Globals& g, bool lock, bool with_journal = true);
 // Mounts the workspace if it is not mounted; returns whether it mounted it.
 bool ensure_mounted(Session& s, Progress* progress);
 // Runs body and turns the harness's exceptions into one-line errors.
@@ -92,6 +99,7 @@ struct RunOptions {
   bool in_place = false;
   bool yes = false;
   bool json = false;
+  std::string step_timeout;
 };
 CLI::App* setup_run(CLI::App& app, RunOptions& o);
 int run_run(const Globals& g, const RunOptions& o);
@@ -99,6 +107,7 @@ int run_run(const Globals& g, const RunOptions& o);
 struct RerunOptions {
   std::string version;
   bool json = false;
+  std::string step_timeout;
 };
 CLI::App* setup_rerun(CLI::App& app, RerunOptions& o);
 int run_rerun(const Globals& g, const RerunOptions& o);

@@ -2,24 +2,58 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 
 #include "harness/cli/cli.h"
 #include "harness/db.h"
+#include "harness/duration.h"
 #include "harness/pipeline.h"
 
 namespace rehearse::cli {
 
 namespace fs = std::filesystem;
 
+namespace {
+// One line whatever the message quotes: control characters are escaped.
+std::string one_line(const std::string& msg) {
+  std::string out;
+  for (unsigned char c : msg) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+}  // namespace
+
 int fail(const std::string& msg, int code) {
-  std::cerr << "rehearse: " << msg << "\n";
-  if (auto l = spdlog::get("rehearse")) l->error("{}", msg);
+  const std::string line = one_line(msg);
+  std::cerr << "rehearse: " << line << "\n";
+  if (auto l = spdlog::get("rehearse")) l->error("{}", line);
   return code;
 }
 
-Session open_session(const Globals& g, bool lock) {
+std::optional<std::chrono::milliseconds> step_timeout_option(const std::string& text,
+                                                             std::string* error) {
+  if (text.empty()) return std::nullopt;
+  auto d = parse_duration(text);
+  if (!d) {
+    *error = "--step-timeout '" + text + "' is not a duration; use e.g. 30s, 5m, 1h or 500ms";
+  }
+  return d;
+}
+
+Session open_session(const Globals& g, bool lock, bool with_journal) {
   Session s;
   s.ws = Workspace::load(g.dir);
   if (!fs::is_directory(s.ws.state_dir())) {
@@ -27,6 +61,18 @@ Session open_session(const Globals& g, bool lock) {
                       "init` again in a fresh directory");
   }
   if (lock) s.lock = std::make_unique<WorkspaceLock>(s.ws.lock_path());
+  // Never created here: a missing journal would otherwise become an empty
+  // one, and the next run would replay every increment over upgraded data.
+  if (!with_journal) {
+    s.cowfs = std::make_unique<CowfsCli>(find_cowfs_binary(), s.ws.store());
+    return s;
+  }
+  if (!fs::exists(s.ws.journal_path())) {
+    throw DbError(
+        "the journal " + s.ws.journal_path() +
+        " is missing; restore it from a backup, or start over with `rehearse init` in a " +
+        "new workspace (an empty journal would replay every increment)");
+  }
   s.journal = std::make_unique<Journal>(Journal::open(s.ws.journal_path()));
   s.cowfs = std::make_unique<CowfsCli>(find_cowfs_binary(), s.ws.store());
   return s;

@@ -17,6 +17,9 @@ CLI::App* setup_run(CLI::App& app, RunOptions& o) {
                 "Run on the real data (the only lower) without an overlay; no rollback");
   cmd->add_flag("--yes", o.yes, "Do not ask for confirmation (--in-place)");
   cmd->add_flag("--json", o.json, "One JSON object per event on stdout");
+  cmd->add_option("--step-timeout", o.step_timeout,
+                  "Fail (and roll back) a step still running after this long, e.g. 30s, 5m "
+                  "(default: no limit)");
   return cmd;
 }
 
@@ -53,6 +56,9 @@ int run_run(const Globals& g, const RunOptions& o) {
     to = Version::parse(o.to);
     if (!to) return fail("--to '" + o.to + "' is not a version (dotted numbers like 1.2)", 2);
   }
+  std::string bad;
+  auto timeout = step_timeout_option(o.step_timeout, &bad);
+  if (!bad.empty()) return fail(bad, 2);
   if (o.in_place) {
     int rc = guarded([&] {
       Workspace ws = Workspace::load(g.dir);
@@ -73,6 +79,7 @@ int run_run(const Globals& g, const RunOptions& o) {
   req.to = to;
   req.rewind_changed = !o.no_rewind_changed;
   req.in_place = o.in_place;
+  req.step_timeout = timeout;
   return run_pipeline(
       g,
       "run" + std::string(o.to.empty() ? "" : " --to " + o.to) + (o.in_place ? " --in-place" : ""),

@@ -11,7 +11,7 @@ CLI::App* setup_umount(CLI::App& app, UmountOptions&) {
 
 int run_umount(const Globals& g, const UmountOptions&) {
   return guarded([&] {
-    Session s = open_session(g, true);
+    Session s = open_session(g, true, false);
     start_file_log(s.ws);
     if (!s.cowfs->is_mounted(s.ws.config.mountpoint)) {
       std::cout << s.ws.config.mountpoint << " is not mounted\n";

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <stdexcept>
 
+extern char** environ;
+
 namespace rehearse_test {
 
 namespace fs = std::filesystem;
@@ -68,12 +70,19 @@ std::map<std::string, std::string> manifest(const std::string& root) {
 
 // ---- Background ------------------------------------------------------------------
 
-Background::Background(const std::vector<std::string>& argv) {
+Background::Background(const std::vector<std::string>& argv,
+                       const std::vector<std::string>& extra_env) {
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0) throw std::runtime_error("pipe");
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_ = ::fork();
   if (pid_ == 0) {
     int null = ::open("/dev/null", O_RDONLY);
@@ -81,7 +90,7 @@ Background::Background(const std::vector<std::string>& argv) {
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
     ::close_range(3, ~0U, 0);
-    ::execv(args[0], args.data());
+    ::execve(args[0], args.data(), envp.data());
     _exit(127);
   }
   ::close(out[1]);
@@ -132,6 +141,8 @@ CliResult Background::wait() {
   r.err = err_;
   return r;
 }
+
+void Background::signal(int sig) { ::kill(pid_, sig); }
 
 void Background::kill9() {
   ::kill(pid_, SIGKILL);
@@ -206,8 +217,9 @@ std::vector<std::string> RehearseE2E::argv(const std::vector<std::string>& args)
   return a;
 }
 
-CliResult RehearseE2E::rehearse(const std::vector<std::string>& args) {
-  Background b(argv(args));
+CliResult RehearseE2E::rehearse(const std::vector<std::string>& args,
+                                const std::vector<std::string>& extra_env) {
+  Background b(argv(args), extra_env);
   return b.wait();
 }
 
@@ -258,11 +270,47 @@ void RehearseE2E::write_standard_steps(int batch_size) {
        true);
 }
 
+void RehearseE2E::write_mini_steps() {
+  step("1.0/10-schema.sql",
+       "CREATE TABLE batch_log(step TEXT, lo INTEGER, hi INTEGER, UNIQUE(step, lo));\n"
+       "CREATE TABLE calls(version TEXT UNIQUE);\n");
+  step("1.0/20-count.sh", "#!/bin/sh\necho \"$REHEARSE_VERSION\" >> calls.txt\n", true);
+  step("1.1/10-batch.sql",
+       "-- rehearse:batch table=content key=id size=" + std::to_string(kRows / 4) +
+           "\nINSERT INTO batch_log(step, lo, hi) VALUES('b', :lo, :hi);\n");
+  step("1.1/20-count.sh", "#!/bin/sh\necho \"$REHEARSE_VERSION\" >> calls.txt\n", true);
+  step("1.2/10-last.sql", "INSERT INTO calls(version) VALUES('1.2');\n");
+}
+
+void RehearseE2E::expect_mini_done_exactly_once(int commits_above_1_0) {
+  EXPECT_EQ(query("SELECT count(*) || '/' || count(DISTINCT lo) FROM batch_log"), "4/4");
+  EXPECT_EQ(query("SELECT group_concat(version) FROM calls"), "1.2");
+  EXPECT_EQ(read_file(mnt("calls.txt")), "1.0\n1.1\n");
+  EXPECT_EQ(query("SELECT version FROM _rehearse_version"), "1.2");
+  EXPECT_EQ(journal_query("SELECT group_concat(version || ':' || state || ':' || layer, ' ') "
+                          "FROM (SELECT * FROM applied ORDER BY version)"),
+            "1.0:applied:1.0 1.1:applied:1.1 1.2:applied:1.2");
+  EXPECT_EQ(journal_query("SELECT count(*) FROM commits WHERE version='1.1'"),
+            std::to_string(commits_above_1_0));
+  EXPECT_EQ(journal_query("SELECT count(*) FROM commits WHERE version='1.2'"),
+            std::to_string(commits_above_1_0));
+  EXPECT_EQ(journal_query("SELECT count(*) FROM commits WHERE version='1.0'"), "1");
+  EXPECT_EQ(journal_query("SELECT count(*) FROM partial"), "0");
+  EXPECT_EQ(journal_query("SELECT count(*) FROM intent"), "0");
+}
+
 std::string RehearseE2E::query(const std::string& sql) {
+  return sqlite_query(mnt("data/app.db"), sql);
+}
+
+std::string RehearseE2E::journal_query(const std::string& sql) {
+  return sqlite_query(journal_path(), sql);
+}
+
+std::string sqlite_query(const std::string& path, const std::string& sql) {
   sqlite3* db = nullptr;
   std::string out;
-  if (sqlite3_open_v2(mnt("data/app.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
-      SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_stmt* s = nullptr;
     if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK) {
       if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0)) {

@@ -31,16 +31,29 @@ struct CliResult {
   }
 };
 
+// The first column of the first row of sql on the database at path, opened
+// read-only ("ERROR ..." when the query fails).
+std::string sqlite_query(const std::string& path, const std::string& sql);
+
 // A rehearse process running in the background with stdout read as it comes.
 class Background {
  public:
-  explicit Background(const std::vector<std::string>& argv);
+  // extra_env: KEY=VALUE entries added to the inherited environment (e.g.
+  // REHEARSE_FAULT for the crash tests).
+  explicit Background(const std::vector<std::string>& argv,
+                      const std::vector<std::string>& extra_env = {});
   ~Background();  // SIGKILLs and reaps if still running
   pid_t pid() const { return pid_; }
   // Reads available stdout (non-blocking) and returns everything so far.
   const std::string& out();
   CliResult wait();
   void kill9();
+  // Sends sig without waiting.
+  void signal(int sig);
+  const std::string& err() {
+    out();
+    return err_;
+  }
 
  private:
   pid_t pid_ = -1;
@@ -58,14 +71,31 @@ class RehearseE2E : public ::testing::Test {
   void TearDown() override;
 
   // rehearse -C WORKSPACE args...
-  CliResult rehearse(const std::vector<std::string>& args);
+  CliResult rehearse(const std::vector<std::string>& args,
+                     const std::vector<std::string>& extra_env = {});
   std::vector<std::string> argv(const std::vector<std::string>& args) const;
   // Writes the standard steps (1.0 sql+exec, 1.1 batched+exec, 1.2 sql+exec).
   void write_standard_steps(int batch_size = 5000);
+  // Small, fast steps whose every effect is countable (the crash and
+  // reliability tests):
+  //   1.0 10-schema.sql  batch_log(step, lo UNIQUE) and calls tables
+  //       20-count.sh    appends "1.0" to calls.txt in the mount
+  //   1.1 10-batch.sql   4 batches over content, one batch_log row each
+  //       20-count.sh    appends "1.1" to calls.txt
+  //   1.2 10-last.sql    one row in calls
+  void write_mini_steps();
+  // Everything the mini steps did is there exactly once, the journal has
+  // each of 1.0..1.2 applied once (labels 1.0..1.2, no repair suffix), and
+  // its commit history has 1.0 once, 1.1 and 1.2 commits_above_1_0 times.
+  void expect_mini_done_exactly_once(int commits_above_1_0 = 1);
   void step(const std::string& rel, const std::string& body, bool exec = false);
   // One SQL query against the mount's database (read-only, first column).
   std::string query(const std::string& sql);
   std::string status_json();
+  // One query against the workspace's journal.db (read-only), first column
+  // of the first row.
+  std::string journal_query(const std::string& sql);
+  std::string journal_path() const { return tmp_->sub(".rehearse/journal.db"); }
   // JSON events of type `event` in a --json output, as raw lines.
   static std::vector<std::string> events(const std::string& out, const std::string& event);
   bool mounted() const;
