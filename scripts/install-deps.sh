@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libtomlplusplus-dev
   attr rsync util-linux procps psmisc coreutils findutils
   sshfs openssh-server openssh-client
+  python3
 )
 
 missing=()

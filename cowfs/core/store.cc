@@ -394,6 +394,8 @@ void Store::purge_trash_in_background() const {
   }
   // Double fork: the deleter is adopted by init and never becomes a zombie.
   if (::fork() != 0) _exit(0);
+  // It must not keep the store's lock alive after the command returns.
+  if (lock_.valid()) ::close(lock_.get());
   ::setsid();
   (void)!::nice(10);
   purge_trash(path_);
