@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <optional>
 
 #include "cowfs/sys/syscalls.h"
 
@@ -181,8 +182,9 @@ Result<std::vector<uint64_t>> ChunkedFile::prepare_write(const LayerPtr& top_lay
   std::vector<uint64_t> claimed;
   if (copies_.empty() || copies_.front().layer != top_layer) return Errno{EIO};
   if (length == 0) return claimed;
-  auto st = sys::stat_fd(copies_.front().data.get());
-  if (!st) return Errno{st.error()};
+  // The size is needed only to copy a chunk; most writes land in chunks
+  // already present, and this runs on every write.
+  std::optional<off_t> size;
   const uint64_t cs = chunk_size_;
   const uint64_t first = static_cast<uint64_t>(offset) / cs;
   const uint64_t last = (static_cast<uint64_t>(offset) + length - 1) / cs;
@@ -196,7 +198,12 @@ Result<std::vector<uint64_t>> ChunkedFile::prepare_write(const LayerPtr& top_lay
       copies_.front().dirty = true;
       claimed.push_back(c);
     } else {
-      COWFS_TRY(materialize(c, st->st_size));
+      if (!size) {
+        auto st = sys::stat_fd(copies_.front().data.get());
+        if (!st) return Errno{st.error()};
+        size = st->st_size;
+      }
+      COWFS_TRY(materialize(c, *size));
     }
   }
   return claimed;
