@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -106,11 +107,16 @@ void LayerService::apply(const std::function<std::vector<std::string>()>& op, bo
     // Pages dirtied through shared mmaps are still in the kernel: have them
     // written to the layer they belong to before it freezes or goes. Our
     // own worker threads serve those writes, so no lock may be held here.
-    int fd = ::open(mountpoint_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-      ::syncfs(fd);
-      ::close(fd);
+    // In a child process: a daemon thread blocked in syncfs on its own
+    // mount could never die, so a kill -9 of cowfs would leave it hung.
+    const char* path = mountpoint_.c_str();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd >= 0) ::syncfs(fd);
+      _exit(0);
     }
+    if (pid > 0) ::waitpid(pid, nullptr, 0);
   }
   Invalidations inv = overlay_->change_stack([&] {
     auto writers = overlay_->writers_in_locked(dropping);
