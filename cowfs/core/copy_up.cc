@@ -146,16 +146,18 @@ Status copy_metadata(int src_path_fd, const struct stat& src, int dirfd, const c
 }
 
 Result<int> Overlay::top_dir(Node& dir) {
-  if (dir.parts.front().layer == stack_.top()) return dir.parts.front().fd.get();
+  if (dir.parts.front().layer == stack_.top()) return part_fd(dir, 0);
   if (!dir.parent) return Errno{ENOENT};
   auto ptop = top_dir(*dir.parent);
   if (!ptop) return ptop;
-  auto st = sys::stat_fd(dir.parts.front().fd.get());
+  auto below = part_fd(dir, 0);
+  if (!below) return below;
+  auto st = sys::stat_fd(*below);
   if (!st) return Errno{st.error()};
 
   std::string tmp = temp_name();
   COWFS_TRY(sys::mkdir_at(work_fd_, tmp.c_str(), 0700));
-  Status s = copy_metadata(dir.parts.front().fd.get(), *st, work_fd_, tmp.c_str(), opts_.is_root,
+  Status s = copy_metadata(*below, *st, work_fd_, tmp.c_str(), opts_.is_root,
                            dir.parts.front().layer->in_store());
   if (s.ok()) {
     auto tfd = sys::open_at(work_fd_, tmp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
@@ -179,7 +181,7 @@ Result<int> Overlay::top_dir(Node& dir) {
   auto fd = sys::open_at(*ptop, dir.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
   if (!fd) return Errno{fd.error()};
   int raw = fd->get();
-  dir.parts.insert(dir.parts.begin(), DirPart{stack_.top(), fd.take()});
+  dir.parts.insert(dir.parts.begin(), DirPart(stack_.top(), fd.take()));
   return raw;
 }
 

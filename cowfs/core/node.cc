@@ -1,5 +1,7 @@
 #include "cowfs/core/node.h"
 
+#include "cowfs/sys/syscalls.h"
+
 namespace cowfs {
 
 uint64_t compose_ino(const Layer& layer, const struct stat& st) {
@@ -22,6 +24,45 @@ std::atomic<long> Node::open_fds{0};
 
 Node::~Node() {
   if (fd.valid()) open_fds.fetch_sub(1);
+}
+
+DirPart::DirPart(LayerPtr l, UniqueFd f, bool is_fixed)
+    : layer(std::move(l)), fd(std::move(f)), fixed(is_fixed) {
+  if (fd.valid()) Node::open_fds.fetch_add(1);
+}
+
+DirPart::DirPart(DirPart&& other) noexcept
+    : layer(std::move(other.layer)),
+      fd(std::move(other.fd)),
+      fixed(other.fixed),
+      closed_ino(other.closed_ino) {}
+
+DirPart& DirPart::operator=(DirPart&& other) noexcept {
+  if (this != &other) {
+    if (fd.valid()) Node::open_fds.fetch_sub(1);
+    layer = std::move(other.layer);
+    fd = std::move(other.fd);
+    fixed = other.fixed;
+    closed_ino = other.closed_ino;
+  }
+  return *this;
+}
+
+DirPart::~DirPart() {
+  if (fd.valid()) Node::open_fds.fetch_sub(1);
+}
+
+void DirPart::close() {
+  if (!fd.valid()) return;
+  if (auto st = sys::stat_fd(fd.get())) closed_ino = st->st_ino;
+  fd = UniqueFd();
+  Node::open_fds.fetch_sub(1);
+}
+
+void DirPart::adopt(UniqueFd f) {
+  if (fd.valid()) Node::open_fds.fetch_sub(1);
+  fd = std::move(f);
+  if (fd.valid()) Node::open_fds.fetch_add(1);
 }
 
 void InodeTable::set_root(NodePtr root) {

@@ -43,9 +43,28 @@ inline constexpr uint64_t kRootIno = 1;
 // their own inode numbers; lower N is tagged in the top byte.
 uint64_t compose_ino(const Layer& layer, const struct stat& st);
 
+// One layer's directory merged into a directory node. Its fd counts in
+// Node::open_fds and may be closed to stay within the fd limit: it is found
+// again by the node's name in its parent's part of the same layer
+// (Overlay::part_fd). A part for which that name is wrong, because it was
+// reached through a redirect or the directory was renamed, is fixed: it
+// keeps its fd.
 struct DirPart {
+  DirPart(LayerPtr l, UniqueFd f, bool is_fixed = false);
+  DirPart(DirPart&& other) noexcept;
+  DirPart& operator=(DirPart&& other) noexcept;
+  DirPart(const DirPart&) = delete;
+  DirPart& operator=(const DirPart&) = delete;
+  ~DirPart();
+
+  // Closes the fd, remembering the inode it must find on reopening.
+  void close();
+  void adopt(UniqueFd f);
+
   LayerPtr layer;
-  UniqueFd fd;  // O_PATH | O_DIRECTORY
+  UniqueFd fd;  // O_PATH | O_DIRECTORY; GUARDED_BY(owner's fd_mu) when the tree lock is shared
+  bool fixed = false;
+  ino_t closed_ino = 0;
 };
 
 class Node {

@@ -47,7 +47,7 @@ Overlay::Overlay(LayerStack stack, Whiteouts* whiteouts, int work_fd, Options op
   root_ = std::make_shared<Node>(kRootIno, S_IFDIR);
   for (const auto& layer : stack_.layers) {
     auto fd = sys::open_at(layer->root.get(), ".", O_PATH | O_DIRECTORY);
-    if (fd) root_->parts.push_back(DirPart{layer, fd.take()});
+    if (fd) root_->parts.emplace_back(layer, fd.take(), true);
   }
   inodes_.set_root(root_);
   struct rlimit rl {};
@@ -79,7 +79,8 @@ static void collect_dir_parts(const LayerStack& stack, size_t li, UniqueFd fd,
   for (;;) {
     const LayerPtr& layer = stack.layers[li];
     const int raw = fd.get();
-    parts.push_back(DirPart{layer, std::move(fd)});
+    // Only the first part is found by the directory's own name.
+    parts.emplace_back(layer, std::move(fd), !redirect.empty());
     if (layer->in_store()) {
       if (has_xattr(raw, kOpaqueXattr)) {
         stop = true;
@@ -104,19 +105,22 @@ static void collect_dir_parts(const LayerStack& stack, size_t li, UniqueFd fd,
   }
 }
 
-Result<Overlay::Probe> Overlay::probe(const Node& dir, const std::string& name) const {
+Result<Overlay::Probe> Overlay::probe(Node& dir, const std::string& name) const {
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
   Probe p;
   bool found_dir = false;
-  for (const auto& part : dir.parts) {
-    auto st = sys::stat_at(part.fd.get(), name.c_str());
+  for (size_t i = 0; i < dir.parts.size(); ++i) {
+    const DirPart& part = dir.parts[i];
+    auto dfd = part_fd(dir, i);
+    if (!dfd) return Errno{dfd.error()};
+    auto st = sys::stat_at(*dfd, name.c_str());
     if (!st) {
       if (st.error() == ENOENT || st.error() == ENOTDIR) continue;
       return Errno{st.error()};
     }
     if (part.layer->in_store() && whiteouts_->is_whiteout(*st)) break;
     if (found_dir && !S_ISDIR(st->st_mode)) break;  // hidden below a directory
-    auto fd = sys::open_at(part.fd.get(), name.c_str(), O_PATH | O_NOFOLLOW);
+    auto fd = sys::open_at(*dfd, name.c_str(), O_PATH | O_NOFOLLOW);
     if (!fd) return Errno{fd.error()};
     if (!S_ISDIR(st->st_mode)) {
       p.st = *st;
@@ -224,16 +228,19 @@ void Overlay::adopt_fd(Node& n, UniqueFd fd) {
 }
 
 Result<int> Overlay::fd_of(Node& n) {
-  if (n.is_dir()) return n.parts.front().fd.get();
+  if (n.is_dir()) return part_fd(n, 0);
   std::lock_guard lock(n.fd_mu);
   if (n.fd.valid()) return n.fd.get();
   Result<UniqueFd> fd = Errno{ESTALE};
   if (n.via_index) {
     fd = sys::open_at(n.layer->index.get(), index_name(n.ino).c_str(), O_PATH | O_NOFOLLOW);
   } else if (n.parent) {
-    for (const auto& part : n.parent->parts) {
-      if (part.layer->id == n.layer->id) {
-        fd = sys::open_at(part.fd.get(), n.name.c_str(), O_PATH | O_NOFOLLOW);
+    Node& parent = *n.parent;
+    for (size_t i = 0; i < parent.parts.size(); ++i) {
+      if (parent.parts[i].layer->id == n.layer->id) {
+        auto pfd = part_fd(parent, i);
+        fd = pfd ? sys::open_at(*pfd, n.name.c_str(), O_PATH | O_NOFOLLOW)
+                 : Result<UniqueFd>(Errno{pfd.error()});
         break;
       }
     }
@@ -243,12 +250,38 @@ Result<int> Overlay::fd_of(Node& n) {
   return n.fd.get();
 }
 
+Result<int> Overlay::part_fd(Node& dir, size_t i) const {
+  std::lock_guard lock(dir.fd_mu);
+  DirPart& part = dir.parts[i];
+  if (part.fd.valid()) return part.fd.get();
+  if (part.fixed || !dir.parent) return Errno{ESTALE};
+  Node& parent = *dir.parent;
+  size_t j = 0;
+  while (j < parent.parts.size() && parent.parts[j].layer != part.layer) ++j;
+  if (j == parent.parts.size()) return Errno{ESTALE};
+  auto pfd = part_fd(parent, j);
+  if (!pfd) return pfd;
+  auto fd = sys::open_at(*pfd, dir.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) return Errno{fd.error() == ENOENT ? ESTALE : fd.error()};
+  auto st = sys::stat_fd(fd->get());
+  if (!st) return Errno{st.error()};
+  // Names only move under the exclusive tree lock, which also makes the
+  // rename fix the parts; this is the check that it did.
+  if (st->st_ino != part.closed_ino) return Errno{ESTALE};
+  part.adopt(fd.take());
+  return part.fd.get();
+}
+
 Result<int> Overlay::backing(Node& n) { return fd_of(n); }
 
 Result<std::string> Overlay::xattr_path(Node& n) {
   if (S_ISLNK(n.type) && n.parent && !n.pinned && !n.unlinked) {
-    for (const auto& part : n.parent->parts) {
-      if (part.layer->id == n.layer->id) return sys::proc_path(part.fd.get()) + "/" + n.name;
+    Node& parent = *n.parent;
+    for (size_t i = 0; i < parent.parts.size(); ++i) {
+      if (parent.parts[i].layer->id != n.layer->id) continue;
+      auto pfd = part_fd(parent, i);
+      if (!pfd) return Errno{pfd.error()};
+      return sys::proc_path(*pfd) + "/" + n.name;
     }
   }
   auto fd = backing(n);
@@ -269,7 +302,14 @@ void Overlay::trim_fds() {
   // Closing all unpinned ones is simpler than LRU bookkeeping and costs a
   // reopen only for nodes that are used again.
   for (const auto& n : inodes_.snapshot()) {
-    if (n->is_dir() || n->pinned || n->unlinked || !n->fd.valid()) continue;
+    if (n->is_dir()) {
+      if (n == root_ || n->unlinked || !n->parent) continue;
+      for (auto& part : n->parts) {
+        if (!part.fixed) part.close();
+      }
+      continue;
+    }
+    if (n->pinned || n->unlinked || !n->fd.valid()) continue;
     if (!n->via_index && !n->parent) continue;
     adopt_fd(*n, UniqueFd());
   }
@@ -561,10 +601,13 @@ Result<struct stat> Overlay::top_entry(Node& dir, const std::string& name) {
   return sys::stat_at(*top, name.c_str());
 }
 
-bool Overlay::lower_has(const Node& dir, const std::string& name) const {
-  for (const auto& part : dir.parts) {
+bool Overlay::lower_has(Node& dir, const std::string& name) const {
+  for (size_t i = 0; i < dir.parts.size(); ++i) {
+    const DirPart& part = dir.parts[i];
     if (part.layer == stack_.top()) continue;
-    auto st = sys::stat_at(part.fd.get(), name.c_str());
+    auto dfd = part_fd(dir, i);
+    if (!dfd) continue;
+    auto st = sys::stat_at(*dfd, name.c_str());
     if (!st) continue;
     return !(part.layer->in_store() && whiteouts_->is_whiteout(*st));
   }
@@ -725,9 +768,10 @@ Status Overlay::fsync_dir(uint64_t ino, bool datasync) {
   std::shared_lock lock(tree_mu_);
   auto dir = dir_node(ino);
   if (!dir) return Errno{dir.error()};
-  const DirPart& part = (*dir)->parts.front();
-  if (part.layer != stack_.top()) return {};  // nothing of ours to sync
-  auto fd = sys::reopen(part.fd.get(), O_RDONLY | O_DIRECTORY);
+  if ((*dir)->parts.front().layer != stack_.top()) return {};  // nothing of ours to sync
+  auto pfd = part_fd(**dir, 0);
+  if (!pfd) return Errno{pfd.error()};
+  auto fd = sys::reopen(*pfd, O_RDONLY | O_DIRECTORY);
   if (!fd) return Errno{fd.error()};
   return sys::fsync_fd(fd->get(), datasync);
 }

@@ -226,13 +226,17 @@ class Overlay {
     ChunkedPtr chunks;
     bool via_index = false;
   };
-  Result<Probe> probe(const Node& dir, const std::string& name) const;
+  Result<Probe> probe(Node& dir, const std::string& name) const;
   Result<NodePtr> resolve(const NodePtr& dir, const std::string& name, bool count);
   Result<Entry> entry_for(const NodePtr& node);
   Result<struct stat> stat_node(Node& node);
   // The O_PATH fd of a node's backing object (see Node::fd). Needs tree_mu_
   // held, shared or exclusive.
   Result<int> fd_of(Node& node);
+  // The fd of dir.parts[i], opened again if it was closed (see DirPart).
+  // Needs tree_mu_ held, shared or exclusive; takes dir's fd_mu, then its
+  // parents', never the other way.
+  Result<int> part_fd(Node& dir, size_t i) const;
   Result<int> backing(Node& node);
   // Path naming the node's backing object for xattr calls (symlinks are
   // reached through their directory).
@@ -241,7 +245,8 @@ class Overlay {
   static void adopt_fd(Node& node, UniqueFd fd);
   // Keeps node's fd open for good: its name is about to go.
   void pin(Node& node);
-  // Closes node fds beyond the budget; takes tree_mu_ exclusively.
+  // Closes node and directory part fds beyond the budget; takes tree_mu_
+  // exclusively.
   void trim_fds();
   Result<NodePtr> dir_node(uint64_t ino) const;
 
@@ -249,15 +254,15 @@ class Overlay {
   Result<int> top_dir(Node& dir);
   Status copy_up(Node& node, bool with_data = true);
   Status copy_up_chunked(Node& node, const struct stat& st, const std::string& tmp, UniqueFd& tfd);
-  bool lower_has(const Node& dir, const std::string& name) const;
+  bool lower_has(Node& dir, const std::string& name) const;
   Result<struct stat> top_entry(Node& dir, const std::string& name);
   Status place(Node& dir, const std::string& name, const std::string& tmp_name);
   std::string temp_name();
   Status make_merged_empty(Node& dir);
-  Result<bool> merged_empty(const Node& dir);
+  Result<bool> merged_empty(Node& dir);
   Status set_redirect(Node& dir);
   Result<Entry> finish_create(const NodePtr& parent, const std::string& name, const Caller& caller);
-  Result<DirListing> list_dir_locked(const Node& dir) const;
+  Result<DirListing> list_dir_locked(Node& dir) const;
   Result<int> reopen_handle(FileHandle& fh);
   // Points fh at its node's current backing. tree_mu_ held; fh not yet
   // shared or its mu_ held.

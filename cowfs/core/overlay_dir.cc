@@ -130,7 +130,7 @@ Result<Entry> Overlay::link(uint64_t ino, uint64_t newparent, const std::string&
   return entry_for(n);
 }
 
-Result<bool> Overlay::merged_empty(const Node& dir) {
+Result<bool> Overlay::merged_empty(Node& dir) {
   auto listing = list_dir_locked(dir);
   if (!listing) return Errno{listing.error()};
   return listing->items.empty();
@@ -140,7 +140,9 @@ Result<bool> Overlay::merged_empty(const Node& dir) {
 // removed or replaced. Only called once the merged view is known empty.
 Status Overlay::make_merged_empty(Node& dir) {
   if (dir.parts.front().layer != stack_.top()) return {};
-  int fd = dir.parts.front().fd.get();
+  auto top = part_fd(dir, 0);
+  if (!top) return Errno{top.error()};
+  const int fd = *top;
   auto entries = sys::read_dir(fd);
   if (!entries) return Errno{entries.error()};
   for (const auto& e : *entries) {
@@ -237,9 +239,11 @@ Status Overlay::set_redirect(Node& dir) {
   if (sys::get_xattr(*top, kRedirectXattr).ok()) return {};
   if (dir.parts.size() < 2) return {};
   const DirPart& below = dir.parts[1];
+  auto below_fd = part_fd(dir, 1);
+  if (!below_fd) return Errno{below_fd.error()};
   // Where the content lives in the first layer below the top, relative to
   // that layer's root.
-  auto here = sys::readlink_at(AT_FDCWD, sys::proc_path(below.fd.get()).c_str());
+  auto here = sys::readlink_at(AT_FDCWD, sys::proc_path(*below_fd).c_str());
   auto root = sys::readlink_at(AT_FDCWD, sys::proc_path(below.layer->root.get()).c_str());
   if (!here || !root) return Errno{EIO};
   if (here->size() <= root->size() || here->compare(0, root->size(), *root) != 0) return Errno{EIO};
@@ -330,14 +334,23 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
   auto needs_opaque = [&](const NodePtr& n, Node& to_dir, const std::string& to_name) {
     return n->is_dir() && n->parts.size() == 1 && lower_has(to_dir, to_name);
   };
-  auto mark_opaque = [&](const NodePtr& n) {
-    return sys::set_xattr(n->parts.front().fd.get(), kOpaqueXattr, "y", 0);
+  auto mark_opaque = [&](const NodePtr& n) -> Status {
+    auto fd = part_fd(*n, 0);
+    if (!fd) return Errno{fd.error()};
+    return sys::set_xattr(*fd, kOpaqueXattr, "y", 0);
+  };
+  // A moved directory's parts are no longer found by its name.
+  auto fix_parts = [](const NodePtr& n) {
+    if (!n || !n->is_dir()) return;
+    for (auto& part : n->parts) part.fixed = true;
   };
 
   if (flags & RENAME_EXCHANGE) {
     if (needs_opaque(src, **ddir, newname)) COWFS_TRY(mark_opaque(src));
     if (needs_opaque(dst, **sdir, name)) COWFS_TRY(mark_opaque(dst));
     COWFS_TRY(sys::rename_at(*stop, name.c_str(), *dtop, newname.c_str(), RENAME_EXCHANGE));
+    fix_parts(src);
+    fix_parts(dst);
     std::swap(src->parent, dst->parent);
     std::swap(src->name, dst->name);
     return {};
@@ -364,16 +377,20 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
       dst->parent.reset();
     }
   }
+  fix_parts(src);
   src->parent = *ddir;
   src->name = newname;
   return {};
 }
 
-Result<DirListing> Overlay::list_dir_locked(const Node& dir) const {
+Result<DirListing> Overlay::list_dir_locked(Node& dir) const {
   DirListing out;
   std::unordered_set<std::string> seen;
-  for (const auto& part : dir.parts) {
-    auto entries = sys::read_dir(part.fd.get());
+  for (size_t i = 0; i < dir.parts.size(); ++i) {
+    const DirPart& part = dir.parts[i];
+    auto dfd = part_fd(dir, i);
+    if (!dfd) return Errno{dfd.error()};
+    auto entries = sys::read_dir(*dfd);
     if (!entries) return Errno{entries.error()};
     const bool store = part.layer->in_store();
     for (auto& e : *entries) {
@@ -381,7 +398,7 @@ Result<DirListing> Overlay::list_dir_locked(const Node& dir) const {
       unsigned char type = e.type;
       struct stat st {};
       if (type == DT_UNKNOWN) {
-        auto s = sys::stat_at(part.fd.get(), e.name.c_str());
+        auto s = sys::stat_at(*dfd, e.name.c_str());
         if (!s) continue;
         st = *s;
         type = dtype_of(st.st_mode);
@@ -391,7 +408,7 @@ Result<DirListing> Overlay::list_dir_locked(const Node& dir) const {
       st.st_dev = part.layer->dev;
       uint64_t ino = compose_ino(*part.layer, st);
       if (store && (type == DT_REG || type == DT_DIR)) {
-        if (auto origin = sys::get_xattr_at(part.fd.get(), e.name.c_str(), kOriginXattr)) {
+        if (auto origin = sys::get_xattr_at(*dfd, e.name.c_str(), kOriginXattr)) {
           ino = std::strtoull(origin->c_str(), nullptr, 10);
         }
       } else if (store) {

@@ -106,7 +106,7 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
   root_->parts.clear();
   for (const auto& layer : stack_.layers) {
     auto fd = sys::open_at(layer->root.get(), ".", O_PATH | O_DIRECTORY);
-    if (fd) root_->parts.push_back(DirPart{layer, fd.take()});
+    if (fd) root_->parts.emplace_back(layer, fd.take(), true);
   }
   auto nodes = inodes_.snapshot();
   auto depth = [](const NodePtr& n) {

@@ -222,5 +222,43 @@ TEST_F(OverlayTest, ManyMoreFilesThanTheFdLimitAllowsStayReachable) {
   ::setrlimit(RLIMIT_NOFILE, &old);
 }
 
+TEST_F(OverlayTest, ManyMoreDirectoriesThanTheFdLimitAllowsStayReachable) {
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  struct rlimit low = {600, old.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  for (int i = 0; i < 300; ++i) write_lower("lo/d" + std::to_string(i) + "/f", std::to_string(i));
+  write_lower("moved/sub/f", "below");
+  mount();
+  // A renamed directory keeps reaching its lower content by its old path.
+  ASSERT_TRUE(overlay_->rename(kRootIno, "moved", kRootIno, "renamed", 0).ok());
+  ASSERT_TRUE(overlay_->mkdir(kRootIno, "hi", 0755, me_));
+  for (int i = 0; i < 1200; ++i) {
+    auto d = overlay_->mkdir(dir("hi"), "d" + std::to_string(i), 0755, me_);
+    ASSERT_TRUE(d) << i << ": " << std::strerror(d.error());
+    auto c = overlay_->create(d->node->ino, "f", 0644, O_RDWR, me_);
+    ASSERT_TRUE(c) << i << ": " << std::strerror(c.error());
+    ASSERT_EQ(::pwrite(c->second->fd(), "x", 1, 0), 1);
+    overlay_->release(c->second.get());
+  }
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(walk("lo/d" + std::to_string(i) + "/f")) << i;
+  EXPECT_LT(Node::open_fds.load(), 600);
+  for (int i = 0; i < 1200; i += 7) ASSERT_EQ(read("hi/d" + std::to_string(i) + "/f"), "x");
+  for (int i = 0; i < 300; i += 7) {
+    const std::string d = "lo/d" + std::to_string(i);
+    ASSERT_EQ(read(d + "/f"), std::to_string(i));
+    write(d + "/f", "changed");  // copies the directory up through a closed part
+    ASSERT_EQ(read(d + "/f"), "changed");
+    auto listing = overlay_->list_dir(dir(d));
+    ASSERT_TRUE(listing);
+    EXPECT_EQ(listing->items.size(), 1u);
+  }
+  EXPECT_EQ(read("renamed/sub/f"), "below");
+  EXPECT_EQ(walk("moved").error(), ENOENT);
+  EXPECT_LT(Node::open_fds.load(), 600);
+  overlay_.reset();
+  ::setrlimit(RLIMIT_NOFILE, &old);
+}
+
 }  // namespace
 }  // namespace cowfs::testing
