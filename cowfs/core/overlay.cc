@@ -394,6 +394,7 @@ Result<struct stat> Overlay::setattr(uint64_t ino, const SetAttr& a, FileHandle*
       if (!w) return Errno{w.error()};
       COWFS_TRY(sys::truncate_fd(w->get(), a.values.st_size));
     }
+    COWFS_TRY(drop_set_id(fd, a.caller));
   }
   if (a.atime || a.mtime) {
     struct timespec t[2];
@@ -404,6 +405,17 @@ Result<struct stat> Overlay::setattr(uint64_t ino, const SetAttr& a, FileHandle*
     if (::utimensat(fd, "", t, AT_EMPTY_PATH) < 0) return Errno{errno};
   }
   return stat_node(*n);
+}
+
+Status Overlay::drop_set_id(int fd, const Caller& caller) {
+  if (caller.uid == 0) return {};
+  auto st = sys::stat_fd(fd);
+  if (!st) return Errno{st.error()};
+  if (!S_ISREG(st->st_mode)) return {};
+  mode_t drop = st->st_mode & S_ISUID;
+  if ((st->st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) drop |= S_ISGID;
+  if (drop == 0) return {};
+  return sys::chmod_fd(fd, st->st_mode & 07777 & ~drop);
 }
 
 Result<std::string> Overlay::readlink(uint64_t ino) {

@@ -53,6 +53,7 @@ struct SetAttr {
   bool mode = false, uid = false, gid = false, size = false, atime = false, mtime = false;
   bool atime_now = false, mtime_now = false;
   struct stat values {};
+  Caller caller;  // who asks: a truncate may cost the file its set-ID bits
 };
 
 struct DirListing {
@@ -164,6 +165,13 @@ class Overlay {
                 const std::string& newname, unsigned flags);
 
   Result<std::unique_ptr<FileHandle>> open(uint64_t ino, int flags);
+  // After caller wrote to or truncated the file open at fd: clears its
+  // set-user-ID bit and its set-group-ID bit (if group-executable), as the
+  // kernel does for a caller without CAP_FSETID (root keeps them). The
+  // kernel leaves this to us so it need not ask for security.capability
+  // before every write (cowfs/fuse/kernel_io.h); file capabilities go by
+  // themselves, the store's filesystem drops them on any write.
+  Status drop_set_id(int fd, const Caller& caller);
   Result<std::pair<Entry, std::unique_ptr<FileHandle>>> create(uint64_t parent,
                                                                const std::string& name, mode_t mode,
                                                                int flags, const Caller& caller);

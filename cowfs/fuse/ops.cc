@@ -15,6 +15,7 @@
 #include <new>
 #include <vector>
 
+#include "cowfs/fuse/kernel_io.h"
 #include "cowfs/fuse/session.h"
 
 namespace cowfs {
@@ -155,6 +156,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     a.mtime = to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
     a.atime_now = to_set & FUSE_SET_ATTR_ATIME_NOW;
     a.mtime_now = to_set & FUSE_SET_ATTR_MTIME_NOW;
+    a.caller = caller_of(req);
     auto r = ov(req).setattr(ino, a, handle(fi));
     if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     fuse_reply_attr(req, &*r, ctx(req).cfg.cache_timeout);
@@ -216,6 +218,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, "open", [&] {
     auto r = ov(req).open(ino, fi->flags);
     if (!r) return (void)fuse_reply_err_mapped(req, r.error());
+    if (fi->flags & O_TRUNC) (void)ov(req).drop_set_id((*r)->fd(), caller_of(req));
     (*r)->pid = fuse_req_ctx(req)->pid;
     fi->fh = reinterpret_cast<uint64_t>(r->release());
     // Every change to file data passes through this mount, so cached pages
@@ -301,6 +304,9 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fu
     ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
     if (n < static_cast<ssize_t>(size)) lease->abandon();
     if (n < 0) return (void)fuse_reply_err_mapped(req, static_cast<int>(-n));
+    if (Status s = ov(req).drop_set_id(lease->fd, caller_of(req)); !s.ok()) {
+      return (void)fuse_reply_err_mapped(req, s.error());
+    }
     fuse_reply_write(req, static_cast<size_t>(n));
   });
 }
@@ -600,6 +606,13 @@ int run_session(Overlay& overlay, const SessionConfig& cfg,
     fuse_session_destroy(se);
     *error =
         "cannot mount on " + cfg.mountpoint + " (is /dev/fuse usable and fusermount3 installed?)";
+    return EIO;
+  }
+  if (int r = install_kernel_io(se); r != 0) {
+    fuse_session_unmount(se);
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    *error = std::string("cannot set up the FUSE channel: ") + std::strerror(-r);
     return EIO;
   }
   FuseKernelCache kernel(se);

@@ -170,5 +170,35 @@ TEST_F(OtherUserTest, PermissionsAreEnforcedForOtherUsers) {
   EXPECT_EQ(read_file(mnt("dir/a.txt")), "a\n");
 }
 
+// cowfs clears set-ID bits itself (the kernel leaves it to the filesystem,
+// see cowfs/fuse/kernel_io.h): a write or truncate by another user drops
+// them, as on a plain directory; root's own writes keep them.
+TEST_F(OtherUserTest, WritesByOtherUsersClearSetIdBits) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  const TestUser user = ensure_test_user();
+  ASSERT_EQ(err(::mkdir(mnt("setid").c_str(), 0777)), 0);
+  for (const char* name : {"append", "truncate", "otrunc", "by-root", "untouched"}) {
+    write_file(mnt(std::string("setid/") + name), "data\n");
+    ASSERT_EQ(err(::chmod(mnt(std::string("setid/") + name).c_str(), 06777)), 0);
+  }
+  const std::string d = mnt("setid");
+  for (const std::string& script :
+       {"printf x >> '" + d + "/append'", "truncate -s 1 '" + d + "/truncate'",
+        ": > '" + d + "/otrunc'"}) {
+    RunResult r = user.sh(script);
+    ASSERT_EQ(r.exit_code, 0) << script << "\n" << r.describe();
+  }
+  write_file(mnt("setid/by-root"), "root writes\n");
+  auto mode = [&](const char* name) {
+    return stat_or_throw(mnt(std::string("setid/") + name)).st_mode & 07777;
+  };
+  EXPECT_EQ(mode("append"), 0777u);
+  EXPECT_EQ(mode("truncate"), 0777u);
+  EXPECT_EQ(mode("otrunc"), 0777u);
+  EXPECT_EQ(mode("by-root"), 06777u);
+  EXPECT_EQ(mode("untouched"), 06777u);
+  EXPECT_EQ(read_file(mnt("setid/append")), "data\nx");
+}
+
 }  // namespace
 }  // namespace cowfs_it
