@@ -7,10 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -89,6 +92,36 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
+// Calls check every second on a thread of its own until stopped.
+class LowerWatch {
+ public:
+  ~LowerWatch() { stop(); }
+  void start(std::function<void()> check) {
+    thread_ = std::thread([this, check = std::move(check)] {
+      std::unique_lock lock(mu_);
+      while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
+        lock.unlock();
+        check();
+        lock.lock();
+      }
+    });
+  }
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 // Dispatches a control request to the layer service of the running mount.
 std::string handle_control(LayerService& svc, const std::vector<std::string>& w) {
   auto arg = [&](size_t i) { return i < w.size() && w[i] != "-" ? w[i] : std::string(); };
@@ -156,6 +189,9 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     std::string error;
     ControlServer control;
     std::unique_ptr<LayerService> service;
+    // Layer commands and lower revival run one at a time.
+    std::mutex service_mu;
+    LowerWatch watch;
     spdlog::info("mounting {} (store {}, {} lower(s))", cfg.mountpoint, o.store, o.lowers.size());
     int r = run_session(
         overlay, cfg,
@@ -163,11 +199,19 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
           service =
               std::make_unique<LayerService>(store, whiteouts, &overlay, kernel, o.mountpoint);
           control.start(o.store, [&](const std::vector<std::string>& w) {
+            std::lock_guard lock(service_mu);
             return handle_control(*service, w);
+          });
+          watch.start([&] {
+            std::lock_guard lock(service_mu);
+            for (const auto& path : service->revive_lowers()) {
+              spdlog::warn("lower {} is back: reopened it", path);
+            }
           });
           rep.send("ok\n");
         },
         [&] {
+          watch.stop();
           control.stop();
           (void)overlay.flush_all(true);
         },

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -139,6 +140,67 @@ void LayerService::apply(const std::function<std::vector<std::string>()>& op, bo
   });
   if (kernel_ != nullptr) inv.send(*kernel_);
   std::thread([path = store_.path()] { Store::purge_trash(path); }).detach();
+}
+
+namespace {
+
+// A lower's root fd is dead when its filesystem is gone (ENOTCONN from a
+// killed FUSE daemon, ESTALE or EIO from a network mount). statfs, unlike
+// stat, is never answered from the kernel's attribute cache.
+bool lower_is_dead(const Layer& l) {
+  struct statfs sf {};
+  return ::fstatfs(l.root.get(), &sf) != 0;
+}
+
+// The lower at path again, if a filesystem is mounted there: the bare
+// directory under a dead mount is not production.
+UniqueFd reopen_mounted(const std::string& path, dev_t* dev) {
+  UniqueFd fd(::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return {};
+  auto st = sys::stat_fd(fd.get());
+  auto up = sys::stat_at(fd.get(), "..");
+  if (!st || !up || st->st_dev == up->st_dev) return {};
+  *dev = st->st_dev;
+  return fd;
+}
+
+}  // namespace
+
+std::vector<std::string> LayerService::revive_lowers() {
+  std::vector<std::string> revived;
+  if (overlay_ == nullptr) return revived;
+  const LayerStack old = overlay_->stack();
+  LayerStack next;
+  std::vector<std::string> ids;
+  for (const auto& l : old.layers) {
+    dev_t dev = 0;
+    UniqueFd fd;
+    if (!l->in_store() && lower_is_dead(*l)) fd = reopen_mounted(l->path, &dev);
+    if (!fd.valid()) {
+      next.layers.push_back(l);
+      continue;
+    }
+    auto fresh = std::make_shared<Layer>();
+    fresh->kind = l->kind;
+    fresh->id = l->id;
+    fresh->path = l->path;
+    fresh->lower_index = l->lower_index;
+    fresh->dev = dev;
+    fresh->root = std::move(fd);
+    next.layers.push_back(std::move(fresh));
+    ids.push_back(l->id);
+    revived.push_back(l->path);
+  }
+  if (ids.empty()) return revived;
+  Invalidations inv = overlay_->change_stack([&] {
+    StackChange c;
+    c.stack = std::move(next);
+    c.dropped = ids;  // re-resolves every node that reached into them
+    c.view_changed = true;
+    return c;
+  });
+  if (kernel_ != nullptr) inv.send(*kernel_);
+  return revived;
 }
 
 std::string LayerService::checkpoint(const std::string& label) {

@@ -33,6 +33,10 @@ class LayerService {
   // Files added, changed and deleted between the state after checkpoint
   // `from` ("" = the lowers alone) and after `to` ("" = now).
   std::string diff(const std::string& from, const std::string& to, bool json);
+  // Mounted only: reopens each lower whose filesystem went away (a network
+  // or FUSE mount that died) once a filesystem is mounted again at its path,
+  // so reads recover without a remount. Returns the paths it reopened.
+  std::vector<std::string> revive_lowers();
 
  private:
   // Runs op (the on-disk change, returning dropped layer ids) so that a live

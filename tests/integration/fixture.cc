@@ -845,10 +845,13 @@ std::vector<pid_t> cowfs_daemons(const std::string& mountpoint) {
     std::string all((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
     bool match = false;
     size_t pos = 0;
+    std::string prev;
     while (pos < all.size()) {
       std::string arg = all.c_str() + pos;
       pos += arg.size() + 1;
-      if (arg == mountpoint) match = true;
+      // The daemon of a mount stacked on this one names it as its lower.
+      if (arg == mountpoint && prev != "--lower" && prev != "--store") match = true;
+      prev = std::move(arg);
     }
     if (match && process_alive(static_cast<pid_t>(pid))) out.push_back(static_cast<pid_t>(pid));
   }
