@@ -79,8 +79,11 @@ Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, 
     auto map = ChunkMap::parse(*bytes);
     if (!map) return Errno{EIO};  // a damaged map is never guessed at
     const bool top = layer == stack.top();
-    auto data =
-        sys::open_at(layer->chunks.get(), chunk_data_name(ino).c_str(), top ? O_RDWR : O_RDONLY);
+    const std::string name = chunk_data_name(ino);
+    auto data = sys::open_at(layer->chunks.get(), name.c_str(), top ? O_RDWR : O_RDONLY);
+    if (!data && top && data.error() == EACCES) {
+      data = sys::open_at(layer->chunks.get(), name.c_str(), O_RDONLY);
+    }
     if (!data) return Errno{data.error()};
     const bool rooted = !map->chained();
     const std::string base = map->base();
@@ -182,6 +185,7 @@ Result<std::vector<uint64_t>> ChunkedFile::prepare_write(const LayerPtr& top_lay
   std::vector<uint64_t> claimed;
   if (copies_.empty() || copies_.front().layer != top_layer) return Errno{EIO};
   if (length == 0) return claimed;
+  COWFS_TRY(writable_top());
   // The size is needed only to copy a chunk; most writes land in chunks
   // already present, and this runs on every write.
   std::optional<off_t> size;
@@ -213,6 +217,7 @@ Status ChunkedFile::truncate(const LayerPtr& top_layer, off_t new_size, off_t ol
   std::lock_guard lock(mu_);
   if (copies_.empty() || copies_.front().layer != top_layer) return Errno{EIO};
   if (new_size >= old_size) return {};
+  COWFS_TRY(writable_top());
   ChunkedCopy& top = copies_.front();
   top.map.lower_floor(static_cast<uint64_t>(new_size));
   top.map.clear_from((static_cast<uint64_t>(new_size) + chunk_size_ - 1) / chunk_size_);
@@ -224,6 +229,17 @@ Status ChunkedFile::save(ChunkedCopy& c, bool sync) {
   if (!c.dirty && !sync) return {};
   COWFS_TRY(write_map_file(c.layer->chunks.get(), ino_, c.map, sync));
   c.dirty = false;
+  return {};
+}
+
+Status ChunkedFile::writable_top() {
+  UniqueFd& data = copies_.front().data;
+  const int fl = ::fcntl(data.get(), F_GETFL);
+  if (fl < 0) return Errno{errno};
+  if ((fl & O_ACCMODE) == O_RDWR) return {};
+  auto rw = sys::reopen(data.get(), O_RDWR);
+  if (!rw) return Errno{rw.error()};
+  data = rw.take();
   return {};
 }
 

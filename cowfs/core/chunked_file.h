@@ -30,7 +30,7 @@ inline constexpr const char* kChunkedXattr = "user.cowfs.chunked";
 
 struct ChunkedCopy {
   LayerPtr layer;
-  UniqueFd data;  // O_RDWR for the top copy, O_RDONLY below
+  UniqueFd data;  // O_RDWR for the top copy (see writable_top), O_RDONLY below
   ChunkMap map;
   bool dirty = false;
 };
@@ -83,6 +83,9 @@ class ChunkedFile {
   Status materialize(uint64_t chunk, off_t file_size);
   Result<std::vector<ReadPiece>> plan_locked(off_t offset, size_t length, off_t file_size);
   Status save(ChunkedCopy& c, bool sync);
+  // An ordinary user's file made read-only loads with a read-only top fd;
+  // it is opened for writing again when a write or truncate needs it.
+  Status writable_top();
 
   mutable std::mutex mu_;
   uint32_t chunk_size_ = 0;

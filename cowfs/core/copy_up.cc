@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cinttypes>
 #include <cstdio>
@@ -251,11 +252,16 @@ Status Overlay::copy_up(Node& node, bool with_data) {
     names = visible ? visible->st_nlink : 1;
   }
   const bool multi_linked = S_ISREG(st->st_mode) && (names > 1 || node.lower_links >= 0);
-  // The copy takes the name it was reached by; if that name lived only
-  // below (reached through an index), one fewer lower name remains.
-  const int lower_links = node.lower_links >= 0
-                              ? node.lower_links - (node.via_index && !orphan ? 1 : 0)
-                              : static_cast<int>(names) - 1;
+  // The copy takes the name it was reached by (or has lost it, if it is an
+  // orphan); every other name stays below, in a lower or a frozen layer,
+  // and finds the copy through the index.
+  int lower_links = static_cast<int>(names) - 1;
+  if (node.lower_links >= 0) {
+    // A store copy: its names in its own tree stay below too. Its raw
+    // count holds them, its index link and its chunk map's link.
+    const int tree_names = static_cast<int>(st->st_nlink) - 1 - (node.chunks ? 1 : 0);
+    lower_links = std::max(0, node.lower_links + tree_names - (orphan ? 0 : 1));
+  }
   if (s.ok() && !S_ISREG(st->st_mode)) {
     auto tst = sys::stat_fd(tfd.get());
     s = tst ? write_origin_record(*stack_.top(), tst->st_ino, node.ino)

@@ -173,11 +173,10 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
   if (!child) return Errno{child.error()};
   NodePtr n = *child;
   if (n->is_dir()) return Errno{EISDIR};
-  if (S_ISREG(n->type) && !n->layer->in_store()) {
-    auto nfd = fd_of(*n);
-    if (!nfd) return Errno{nfd.error()};
-    auto st = sys::stat_fd(*nfd);
-    // Other lower names must keep seeing the file and its true link count.
+  if (S_ISREG(n->type) && n->layer != stack_.top()) {
+    // Other names below (in a lower or a frozen layer) must keep seeing the
+    // file and its true link count: they find the top copy by the index.
+    auto st = stat_node(*n);
     if (st && st->st_nlink > 1) {
       n->parent = *dir;
       n->name = name;
@@ -312,9 +311,8 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
     }
   }
   if (dst && !dst->is_dir() && !(flags & RENAME_EXCHANGE) && S_ISREG(dst->type) &&
-      !dst->layer->in_store()) {
-    auto dfd = fd_of(*dst);
-    auto dst_st = dfd ? sys::stat_fd(*dfd) : Result<struct stat>(Errno{EIO});
+      dst->layer != stack_.top()) {
+    auto dst_st = stat_node(*dst);
     if (dst_st && dst_st->st_nlink > 1) {
       // Its other names must keep seeing the file with one link less.
       dst->parent = *ddir;

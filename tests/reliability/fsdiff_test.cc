@@ -107,12 +107,6 @@ TEST(Fsdiff, RandomSequences) {
 // The same, with cowfs and every operation run by an ordinary user (mounting
 // through fusermount3). The child half below does the work.
 TEST(Fsdiff, RandomSequencesAsOrdinaryUser) {
-  // Known bug, open: with cowfs run by an ordinary user, seed 1001 loses a
-  // name (big1.bin) from a listing after readdir-during-changes. Run it
-  // with COWFS_RUN_KNOWN_BUGS=1.
-  if (std::getenv("COWFS_RUN_KNOWN_BUGS") == nullptr) {
-    GTEST_SKIP() << "known bug: a listing loses a name (seed 1001, ordinary user)";
-  }
   std::string why;
   auto user = cowfs_rel::test_user(&why);
   if (!user) GTEST_SKIP() << why;
