@@ -368,6 +368,13 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
     COWFS_TRY(sys::rename_at(*stop, name.c_str(), *dtop, newname.c_str()));
     if (src_needs_wh) COWFS_TRY(whiteouts_->make(*stop, name.c_str()));
   }
+  if (dst && !dst->is_dir() && !dst_top && dst->layer == stack_.top() && dst->lower_links > 0) {
+    // The replaced name lived only below: one fewer of them reaches the copy.
+    --dst->lower_links;
+    if (auto lfd = fd_of(*dst)) {
+      (void)sys::set_xattr(*lfd, kLowerLinksXattr, std::to_string(dst->lower_links), 0);
+    }
+  }
   if (dst) {
     auto st = stat_node(*dst);
     if (dst->is_dir() || !st || st->st_nlink == 0) {
