@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -1163,6 +1164,9 @@ Outcome drive(World& world, const Settings& settings, size_t count,
     Op op = next_op(run, i);
     out.ops.push_back(op);
     if (settings.verbose) std::cerr << "fsdiff #" << i << " " << op.describe() << "\n";
+    if (settings.drop_caches) {
+      std::ofstream("/proc/sys/vm/drop_caches") << "2\n";
+    }
     std::string what;
     try {
       what = run.apply(op);

@@ -143,6 +143,9 @@ struct Settings {
   int length = 80;                      // operations per generated sequence
   std::chrono::seconds op_timeout{60};  // the watchdog kills a hung daemon
   bool verbose = false;                 // print each operation as it runs
+  // Drop the kernel's dentries and inodes before each operation (root
+  // only): the kernel forgets nodes as under memory pressure.
+  bool drop_caches = false;
   // Knobs to look past known bugs for others (FSDIFF_IGNORE=a,b,...); all
   // off by default, so the default run reports every difference.
   bool ignore_nlink = false;         // "nlink": st_nlink of non-directories

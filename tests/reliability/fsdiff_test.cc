@@ -7,6 +7,8 @@
 //     random base seed (printed), shrinker 300 s.
 //   Replay one seed: FSDIFF_SEED=s (with FSDIFF_LENGTH if it was not the
 //     default); FSDIFF_VERBOSE=1 prints every operation.
+//   Memory pressure: FSDIFF_DROP_CACHES=1 (root) drops the kernel's dentries and
+//     inodes before every operation, so cowfs sees forgets between them.
 //
 //   reliability_tests --gtest_filter='Fsdiff*'
 //   FSDIFF_SOAK=1 reliability_tests --gtest_filter='Fsdiff.RandomSequences'
@@ -40,6 +42,7 @@ Plan plan_from_env() {
   const bool soak = env_flag("FSDIFF_SOAK");
   p.settings.length = static_cast<int>(env_long("FSDIFF_LENGTH", soak ? 200 : 50));
   p.settings.verbose = env_flag("FSDIFF_VERBOSE");
+  p.settings.drop_caches = env_flag("FSDIFF_DROP_CACHES") && ::geteuid() == 0;
   if (const char* ign = std::getenv("FSDIFF_IGNORE")) {
     std::string i = ign;
     p.settings.ignore_nlink = i.find("nlink") != std::string::npos;
