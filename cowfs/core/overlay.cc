@@ -257,7 +257,9 @@ Result<int> Overlay::part_fd(Node& dir, size_t i) const {
   if (part.fixed || !dir.parent) return Errno{ESTALE};
   Node& parent = *dir.parent;
   size_t j = 0;
-  while (j < parent.parts.size() && parent.parts[j].layer != part.layer) ++j;
+  // By id: after a checkpoint, nodes resolved before and after it hold
+  // different objects for the same layer.
+  while (j < parent.parts.size() && parent.parts[j].layer->id != part.layer->id) ++j;
   if (j == parent.parts.size()) return Errno{ESTALE};
   auto pfd = part_fd(parent, j);
   if (!pfd) return pfd;

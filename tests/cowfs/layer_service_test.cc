@@ -1,5 +1,7 @@
 #include "cowfs/core/layer_service.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 
 #include "tests/cowfs/overlay_fixture.h"
@@ -186,6 +188,37 @@ TEST_F(LayerServiceTest, DiffNamesAddedChangedAndDeletedFiles) {
   EXPECT_NE(all.find("\"deleted\":[{\"path\":\"g\"}"), std::string::npos) << all;
   std::string since_a = service_->diff("A", "", true);
   EXPECT_EQ(since_a.find("\"path\":\"f\""), std::string::npos) << since_a;
+}
+
+// Directory fds closed for the fd budget are reopened through the parent's
+// part of the same layer, also when parent and child were resolved on
+// either side of a checkpoint (and so hold different objects for it).
+TEST_F(LayerServiceTest, ClosedDirectoryFdsReopenAcrossACheckpoint) {
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  struct rlimit low = {600, old.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  write_lower("keep", "k");
+  live();
+  ASSERT_TRUE(overlay_->mkdir(kRootIno, "hi", 0755, me_));
+  constexpr int kDirs = 400;
+  for (int i = 0; i < kDirs; ++i) {
+    auto d = overlay_->mkdir(dir("hi"), "d" + std::to_string(i), 0755, me_);
+    ASSERT_TRUE(d) << i;
+    auto sub = overlay_->mkdir(d->node->ino, "sub", 0755, me_);
+    ASSERT_TRUE(sub) << i;
+    create("hi/d" + std::to_string(i) + "/sub", "f", std::to_string(i));
+    // The kernel forgets the subdirectory: it is resolved again later.
+    overlay_->forget(sub->node->ino, 2);
+  }
+  service_->checkpoint("c1");
+  for (int i = 0; i < kDirs; ++i) {
+    ASSERT_EQ(read("hi/d" + std::to_string(i) + "/sub/f"), std::to_string(i)) << i;
+  }
+  EXPECT_LT(Node::open_fds.load(), 600);
+  overlay_.reset();
+  service_.reset();
+  ::setrlimit(RLIMIT_NOFILE, &old);
 }
 
 }  // namespace
