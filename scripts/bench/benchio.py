@@ -3,11 +3,13 @@
 interpreter start-up inside the measurement), checks its own result and
 prints ONE number on stdout. Errors go to stderr with a non-zero exit.
 
-Also builds the lowers (tree, SQLite database) and their manifests.
+Also builds the lowers (tree, SQLite databases) and their manifests, writes
+the sqlite3 script of a batched step and reads `rehearse report --json`.
 stdlib only.
 """
 import argparse
 import hashlib
+import json
 import os
 import random
 import sqlite3
@@ -273,6 +275,90 @@ def cmd_sqlite(a):
     print(f"{dt:.4f}")
 
 
+# ---- harness workloads (H1, H2, W8) ----------------------------------------
+
+
+def cmd_mkcontent(a):
+    """The harness benchmarks' database: content(id, n, body ~100 bytes),
+    ids 1..ROWS without gaps, n = 0 everywhere, rollback journal."""
+    if os.path.exists(a.db):
+        os.unlink(a.db)
+    con = sqlite3.connect(a.db)
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.execute("CREATE TABLE content(id INTEGER PRIMARY KEY, n INTEGER NOT NULL,"
+                " body TEXT NOT NULL)")
+    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo".split()
+    rng = random.Random(8)
+
+    def body(i):
+        text = f"object {i}: " + " ".join(rng.choice(words) for _ in range(16))
+        return (text + " " + "." * 100)[:100]
+
+    with con:
+        con.executemany("INSERT INTO content VALUES(?, 0, ?)",
+                        ((i, body(i)) for i in range(1, a.rows + 1)))
+    con.close()
+
+
+def step_body(path):
+    """A batched step's SQL without its leading comment block."""
+    lines = open(path).read().splitlines()
+    while lines and (lines[0].startswith("--") or not lines[0].strip()):
+        lines.pop(0)
+    return "\n".join(lines).strip()
+
+
+def cmd_batchscript(a):
+    """The SQL of a batched step as the harness runs it on ids 1..ROWS
+    without gaps: windows [lo, hi] of SIZE keys (both ends included), one
+    transaction each. Prints a script for the sqlite3 shell."""
+    body = step_body(a.step)
+    if ":lo" not in body and ":hi" not in body:
+        die(f"{a.step}: no :lo/:hi in the step")
+    out = [".bail on"]
+    for lo in range(1, a.rows + 1, a.size):
+        hi = min(lo + a.size - 1, a.rows)
+        sql = body.replace(":lo", str(lo)).replace(":hi", str(hi))
+        out += ["BEGIN;", sql, "COMMIT;"]
+    print("\n".join(out))
+
+
+def cmd_checkcontent(a):
+    """integrity_check, and every one of ROWS rows has n = N; prints the
+    number of rows checked."""
+    con = sqlite3.connect(f"file:{a.db}?mode=ro", uri=True)
+    ok = con.execute("PRAGMA integrity_check").fetchone()[0]
+    rows, lo, hi = con.execute("SELECT count(*), min(n), max(n) FROM content").fetchone()
+    con.close()
+    if ok != "ok":
+        die(f"{a.db}: integrity_check says {ok}")
+    if rows != a.rows or lo != a.n or hi != a.n:
+        die(f"{a.db}: {rows} rows with n in [{lo}, {hi}], expected {a.rows} rows with n = {a.n}")
+    print(rows)
+
+
+def cmd_report(a):
+    """Reads `rehearse report --json` on stdin; checks that every increment
+    of the plan has a successful run (and that there are EXPECT of them);
+    prints the duration in seconds of increment VERSION (default: the last)
+    and its commit time."""
+    r = json.load(sys.stdin)
+    incs = r["increments"]
+    if r.get("never_run"):
+        die(f"increments never run: {', '.join(r['never_run'])}")
+    if a.expect is not None and len(incs) != a.expect:
+        die(f"{len(incs)} increments in the report, expected {a.expect}")
+    if not incs:
+        die("no increment in the report")
+    inc = incs[-1]
+    if a.version:
+        match = [i for i in incs if i["version"] == a.version]
+        if not match:
+            die(f"no increment {a.version} in the report")
+        inc = match[0]
+    print(f"{inc['duration_ms'] / 1000:.4f} {inc['committed']:.3f}")
+
+
 # ---- lowers ---------------------------------------------------------------
 
 
@@ -357,6 +443,20 @@ def main():
     s.add_argument("mode", choices=["wal", "delete"])
     s.add_argument("rows", type=int)
     s.add_argument("--batch", type=int, default=1000)
+    s = sub.add_parser("mkcontent")
+    s.add_argument("db")
+    s.add_argument("rows", type=int)
+    s = sub.add_parser("batchscript")
+    s.add_argument("step")
+    s.add_argument("--rows", type=int, required=True)
+    s.add_argument("--size", type=int, required=True)
+    s = sub.add_parser("checkcontent")
+    s.add_argument("db")
+    s.add_argument("--rows", type=int, required=True)
+    s.add_argument("--n", type=int, required=True)
+    s = sub.add_parser("report")
+    s.add_argument("--expect", type=int)
+    s.add_argument("--version")
     s = sub.add_parser("mktree")
     s.add_argument("dir")
     s.add_argument("files", type=int)
@@ -372,6 +472,8 @@ def main():
         die(f"{a.cmd}: {e}")
     except sqlite3.Error as e:
         die(f"{a.cmd}: sqlite: {e}")
+    except (ValueError, KeyError) as e:
+        die(f"{a.cmd}: bad input: {e}")
 
 
 if __name__ == "__main__":

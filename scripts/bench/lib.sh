@@ -24,7 +24,8 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Sets COWFS and REHEARSE (empty when it does not build).
+# Sets COWFS and REHEARSE (empty when it does not build) and exports
+# REHEARSE_COWFS, the cowfs that rehearse mounts with.
 build_binaries() {
   local bdir="$REPO/build-bench"
   if [[ -n ${COWFS:-} ]]; then
@@ -33,17 +34,22 @@ build_binaries() {
     log "building cowfs (Release) in $bdir"
     cmake -S "$REPO" -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release >"$bdir.log" 2>&1 ||
       die "cmake failed, see $bdir.log"
-    nice -n 10 ninja -j1 -C "$bdir" cowfs >>"$bdir.log" 2>&1 || die "building cowfs failed, see $bdir.log"
+    nice -n 19 ninja -j1 -C "$bdir" cowfs >>"$bdir.log" 2>&1 || die "building cowfs failed, see $bdir.log"
     COWFS=$bdir/cowfs
   fi
-  # rehearse only serves W8, which needs demo steps: don't build it for nothing.
-  if [[ " ${WORKLOADS[*]} " != *" W8 "* ]] || ! compgen -G "$REPO/steps/*/*" >/dev/null; then
+  export REHEARSE_COWFS=$COWFS
+  # rehearse only serves W8 (which also needs the demo steps), H1 and H2:
+  # don't build it for nothing.
+  local need_rehearse=0
+  [[ " ${WORKLOADS[*]} " == *" H1 "* || " ${WORKLOADS[*]} " == *" H2 "* ]] && need_rehearse=1
+  [[ " ${WORKLOADS[*]} " == *" W8 "* ]] && compgen -G "$REPO/steps/*/*" >/dev/null && need_rehearse=1
+  if ((need_rehearse == 0)); then
     REHEARSE=${REHEARSE:-}
   elif [[ -z ${REHEARSE:-} ]]; then
-    if [[ -f $bdir/build.ninja ]] && nice -n 10 ninja -j1 -C "$bdir" rehearse >>"$bdir.log" 2>&1; then
+    if [[ -f $bdir/build.ninja ]] && nice -n 19 ninja -j1 -C "$bdir" rehearse >>"$bdir.log" 2>&1; then
       REHEARSE=$bdir/harness/rehearse
     else
-      log "rehearse does not build yet (see $bdir.log); W8 will be skipped"
+      log "rehearse does not build yet (see $bdir.log); W8, H1 and H2 will be skipped"
     fi
   fi
 }
@@ -126,6 +132,7 @@ record_fail() {
 
 # The lowers, built once and shared by every system, seen only through a
 # read-only bind mount ($LOWER). Content manifest kept for the final check.
+# With H1/H2: harness/content.db; with W8: the demo snapshot in w8prod/.
 build_lowers() {
   local src=$TMP/lower-src
   mkdir -p "$src/db"
@@ -134,6 +141,17 @@ build_lowers() {
   head -c "$((HUGE_MB << 20))" /dev/urandom >"$src/big4g"
   bio mktree "$src/tree" "$TREE_FILES"
   bio mkdb "$src/db/app.db" "$DB_ROWS"
+  if [[ " ${WORKLOADS[*]} " == *" H1 "* || " ${WORKLOADS[*]} " == *" H2 "* ]]; then
+    log "building lowers: ${H_ROWS}-row content table for H1/H2"
+    mkdir -p "$src/harness"
+    bio mkcontent "$src/harness/content.db" "$H_ROWS"
+  fi
+  if [[ " ${WORKLOADS[*]} " == *" W8 "* && -z $(w8_skip_reason) ]]; then
+    log "building lowers: demo production snapshot, ${W8_OBJECTS} objects, for W8"
+    "$REPO/scripts/make-demo-prod.sh" "$src/w8prod" --objects "$W8_OBJECTS" >/dev/null 2>"$TMP/demo-prod.log" ||
+      { tr '\r' '\n' <"$TMP/demo-prod.log" | tail -n 5 >&2; die "make-demo-prod.sh failed"; }
+    log "$(tail -n 1 "$TMP/demo-prod.log")"
+  fi
   LOWER=$TMP/lower
   mkdir -p "$LOWER"
   mount --bind "$src" "$LOWER"

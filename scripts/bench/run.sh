@@ -2,14 +2,25 @@
 # cowfs benchmark: the same workloads on a plain directory (native), cowfs,
 # kernel overlayfs, fuse-overlayfs and unionfs-fuse; one table of medians
 # with cowfs' ratios to native and to the best peer, targets PASS/MISS,
-# $OUT/results.json and $OUT/results.png.
+# $OUT/results.json and $OUT/results.png (and $OUT/rehearse.log, the
+# harness' own output in W8, H1, H2).
 #
 #   scripts/bench/run.sh [--quick] [--only W1,W3,...] [--systems native,cowfs,...]
-#                        [--runs N] [--out DIR]
+#                        [--runs N] [--out DIR] [--h-rows N] [--w8-objects N]
+#
+# Workloads: W1 sequential read, W2 random reads, W3 first write into big
+# files, W3b reads after scattered writes, W4 sequential write, W5 small
+# files and ls -lR, W6 SQLite update, W7 layers (cowfs), W8 the demo
+# upgrade through `rehearse run` vs --in-place, and one turn of the
+# edit-rerun loop (cowfs), H1 a batched UPDATE through `rehearse run` vs the
+# same batches in sqlite3, H2 `rehearse rerun` of the last of five
+# increments vs the full run (cowfs). --h-rows and --w8-objects override the
+# sizes of H1/H2 (rows) and W8 (demo objects).
 #
 # Needs root (mounts, drop_caches). Installs fio, fuse-overlayfs,
 # unionfs-fuse and gnuplot-nox with apt if missing. Builds cowfs (and
-# rehearse, for W8) in Release in REPO/build-bench unless COWFS=path is set.
+# rehearse, for W8, H1, H2) in Release in REPO/build-bench unless COWFS=path
+# (and REHEARSE=path) is set.
 # Every mount is made under /var/tmp/cowfs-bench.*, lowers behind a
 # read-only bind mount, and everything is unmounted and removed on exit,
 # error or Ctrl-C. A lower that changes fails the run (exit 1); so does a
@@ -24,12 +35,12 @@ source "$BENCH_DIR/lib.sh"
 # shellcheck source=workloads.sh
 source "$BENCH_DIR/workloads.sh"
 
-WORKLOADS_ALL=(W1 W2 W3 W3b W4 W5 W6 W7 W8)
+WORKLOADS_ALL=(W1 W2 W3 W3b W4 W5 W6 W7 W8 H1 H2)
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
 parse_args() {
-  QUICK=0 RUNS=3 OUT="$REPO/build-bench/bench-results"
+  QUICK=0 RUNS=3 OUT="$REPO/build-bench/bench-results" OPT_H_ROWS="" OPT_W8_OBJECTS=""
   WORKLOADS=("${WORKLOADS_ALL[@]}") SYSTEMS=("${SYSTEMS_ALL[@]}")
   while (($#)); do
     case $1 in
@@ -38,6 +49,8 @@ parse_args() {
       --systems) IFS=, read -r -a SYSTEMS <<<"$2"; shift ;;
       --runs) RUNS=$2; shift ;;
       --out) OUT=$2; shift ;;
+      --h-rows) OPT_H_ROWS=$2; shift ;;
+      --w8-objects) OPT_W8_OBJECTS=$2; shift ;;
       -h | --help) usage; exit 0 ;;
       *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -50,6 +63,8 @@ parse_args() {
   for s in "${SYSTEMS[@]}"; do
     [[ " ${SYSTEMS_ALL[*]} " == *" $s "* ]] || die "unknown system '$s' (one of ${SYSTEMS_ALL[*]})"
   done
+  [[ -z $OPT_H_ROWS || $OPT_H_ROWS =~ ^[1-9][0-9]*$ ]] || die "--h-rows '$OPT_H_ROWS' is not a positive number"
+  [[ -z $OPT_W8_OBJECTS || $OPT_W8_OBJECTS =~ ^[1-9][0-9]*$ ]] || die "--w8-objects '$OPT_W8_OBJECTS' is not a positive number"
 }
 
 # Sizes: the issue's in full mode, smaller in --quick (the table says so).
@@ -61,6 +76,12 @@ set_sizes() {
     BIG_MB=1024 HUGE_MB=4096 W4_MB=1024 W5_FILES=20000 TREE_FILES=100000 DB_ROWS=200000
     W7_MB=1024 W7_FILES_A=2000 W7_FILES_B=10000 LAYERS=50 FIO_SECS=4 NEED_GB=24
   fi
+  # The harness issues: 1,000,000 rows (H1, H2) and demo objects (W8).
+  H_ROWS=$((QUICK ? 200000 : 1000000)) H_BATCH=1000 W8_OBJECTS=$((QUICK ? 20000 : 1000000))
+  H_ROWS=${OPT_H_ROWS:-$H_ROWS} W8_OBJECTS=${OPT_W8_OBJECTS:-$W8_OBJECTS}
+  # W8's snapshot is ~2.6 KiB per object (blobs included), and native copies it.
+  [[ " ${WORKLOADS[*]} " == *" W8 "* ]] && NEED_GB=$((NEED_GB + W8_OBJECTS * 6 / 1000000 + 1))
+  return 0
 }
 
 write_meta() {
@@ -80,14 +101,14 @@ EOF
 # tree it can serve. Raise it where we may (needs CAP_SYS_RESOURCE); the
 # table header states the limit every system ran with.
 raise_nofile() {
-  local want=${BENCH_NOFILE:-1048576}
-  if ! (ulimit -Hn "$want") 2>/dev/null; then
-    log "cannot raise RLIMIT_NOFILE to $want (no CAP_SYS_RESOURCE); running with $(ulimit -Hn)"
-    want=$(ulimit -Hn)
+  local limit=${BENCH_NOFILE:-1048576}
+  if ! (ulimit -Hn "$limit") 2>/dev/null; then
+    log "cannot raise RLIMIT_NOFILE to $limit (no CAP_SYS_RESOURCE); running with $(ulimit -Hn)"
+    limit=$(ulimit -Hn)
   fi
-  ulimit -Hn "$want"
-  ulimit -Sn "$want"
-  NOFILE=$want
+  ulimit -Hn "$limit"
+  ulimit -Sn "$limit"
+  NOFILE=$limit
 }
 
 
@@ -123,7 +144,7 @@ main() {
   ensure_packages
   build_binaries
   mkdir -p "$OUT"
-  rm -f "$OUT/raw.jsonl" "$OUT/skips.txt"
+  rm -f "$OUT/raw.jsonl" "$OUT/skips.txt" "$OUT/rehearse.log"
   : >"$OUT/raw.jsonl"
   setup_tmp
   local started=$SECONDS wl sys
@@ -131,6 +152,7 @@ main() {
   write_meta quick="$QUICK" runs="$RUNS" big_mb="$BIG_MB" huge_mb="$HUGE_MB" w4_mb="$W4_MB" \
     w5_files="$W5_FILES" tree_files="$TREE_FILES" db_rows="$DB_ROWS" w7_mb="$W7_MB" \
     w7_files_a="$W7_FILES_A" w7_files_b="$W7_FILES_B" layers="$LAYERS" fio_secs="$FIO_SECS" \
+    h_rows="$H_ROWS" h_batch="$H_BATCH" w8_objects="$W8_OBJECTS" \
     systems="$(IFS=,; echo "${SYSTEMS[*]}")" workloads="$(IFS=,; echo "${WORKLOADS[*]}")" \
     nofile="$NOFILE" kernel="$(uname -r)" cowfs="$COWFS" date="$(date -Is)" \
     commit="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"

@@ -260,6 +260,55 @@ if one and many:
 EOF
 }
 
+# ---- the harness: shared by W8, H1 and H2 ---------------------------------------
+
+# rh WS ARGS...: rehearse on workspace WS. Its stderr (progress, notes) goes
+# to $OUT/rehearse.log, and its tail to stderr when it fails.
+rh() {
+  local ws=$1 rc=0
+  shift
+  echo "== $(date +%T) rehearse -C $ws $*" >>"$OUT/rehearse.log"
+  "$REHEARSE" -C "$ws" "$@" 2>>"$OUT/rehearse.log" || rc=$?
+  if ((rc != 0)); then
+    tail -n 5 "$OUT/rehearse.log" >&2
+    echo "rehearse $* failed (exit $rc)" >&2
+  fi
+  return "$rc"
+}
+
+# ws_init WS LOWER STEPS SQLITE: a workspace in WS (made empty by ws_done
+# first); its mountpoint is registered for cleanup, since `rehearse run`
+# mounts there.
+ws_init() {
+  local ws=$1
+  mkdir -p "$ws"
+  rh "$ws" init --lower "$2" --mountpoint "$ws/mnt" --steps "$3" --sqlite "$4" >/dev/null
+  register_mount "$ws/mnt"
+}
+
+# ws_done WS: unmounted and removed (also after a failed measurement).
+ws_done() {
+  local ws=$1
+  [[ -e $ws ]] || return 0
+  if mountpoint -q "$ws/mnt" 2>/dev/null; then
+    "$REHEARSE" -C "$ws" umount >/dev/null 2>&1 || true
+    force_umount "$ws/mnt"
+  fi
+  unregister_mount "$ws/mnt"
+  rm -rf --one-file-system "$ws"
+}
+
+harness_skip_reason() {
+  [[ -n ${REHEARSE:-} && -x $REHEARSE ]] || { echo "rehearse not built"; return; }
+}
+
+# report_check WS EXPECT [VERSION]: every one of EXPECT increments has a
+# successful run; prints "SECONDS COMMITTED" of VERSION (default: the last).
+report_check() {
+  local ws=$1 n=$2 v=${3:-}
+  rh "$ws" report --json | bio report --expect "$n" ${v:+--version "$v"}
+}
+
 # ---- W8: the demo upgrade, rehearse run vs --in-place ---------------------------
 
 w8_skip_reason() {
@@ -269,32 +318,59 @@ w8_skip_reason() {
   "$REHEARSE" run --help 2>/dev/null | grep -q -- --in-place || { echo "rehearse run has no --in-place"; return; }
 }
 
-# The demo snapshot (scripts/make-demo-prod.sh), generated once per run and
-# copied for each measurement: --in-place changes its data.
-w8_prod() {
-  local src=$TMP/w8-prod-src objects=$((QUICK ? 20000 : 100000))
-  [[ -d $src ]] || "$REPO/scripts/make-demo-prod.sh" "$src" --objects "$objects" >/dev/null
-  echo "$src"
+w8_increments() { find "$REPO/steps" -mindepth 1 -maxdepth 1 -type d | wc -l; }
+
+# The edit of the edit-rerun loop: a comment appended to the last step of
+# the last increment (its checksum changes, its effect does not).
+w8_edit_last_step() {
+  local steps=$1 last f
+  last=$(find "$steps" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -V | tail -n 1)
+  f=$(find "$steps/$last" -maxdepth 1 -type f ! -name '.*' -printf '%f\n' | sort | tail -n 1)
+  [[ -n $last && -n $f ]] || die "no step to edit in $steps"
+  case $f in
+    *.sql) echo "-- bench: edited at $(now)" >>"$steps/$last/$f" ;;
+    *) echo "# bench: edited at $(now)" >>"$steps/$last/$f" ;;
+  esac
 }
 
+# The demo snapshot (scripts/make-demo-prod.sh, $LOWER/w8prod, built with
+# the lowers). cowfs reads it through the read-only bind mount; native runs
+# --in-place on a copy of it, made for each measurement. On cowfs, the
+# first run is followed by one turn of the edit-rerun loop: edit the last
+# increment's step and `run` again, which rewinds to the checkpoint before
+# that increment and reruns it alone.
 w8_once() {
-  local ws=$TMP/w8/$CUR_SYS s
-  rm -rf --one-file-system "$ws"
-  mkdir -p "$ws"
-  cp -a "$(w8_prod)" "$ws/prod"
-  "$REHEARSE" -C "$ws" init --lower "$ws/prod" --mountpoint "$ws/mnt" --steps "$REPO/steps" \
-    --sqlite var/filestorage/Data.sqlite >/dev/null
-  register_mount "$ws/mnt"
+  local ws=$TMP/w8/$CUR_SYS n s s2 t_edit out committed
+  n=$(w8_increments)
   if [[ $CUR_SYS == native ]]; then
-    s=$(timed "$REHEARSE" -C "$ws" run --in-place --yes)
-  else
-    s=$(timed "$REHEARSE" -C "$ws" run)
-    "$REHEARSE" -C "$ws" umount >/dev/null 2>&1 || true
+    ws_done "$ws"
+    mkdir -p "$ws"
+    cp -a "$LOWER/w8prod" "$ws/prod"
+    ws_init "$ws" "$ws/prod" "$REPO/steps" var/filestorage/Data.sqlite
+    sync
+    s=$(timed rh "$ws" run --in-place --yes)
+    report_check "$ws" "$n" >/dev/null
+    ws_done "$ws"
+    echo "$s"
+    return
   fi
-  force_umount "$ws/mnt"
-  unregister_mount "$ws/mnt"
-  rm -rf --one-file-system "$ws"
-  echo "$s"
+  ws_done "$ws"
+  mkdir -p "$ws"
+  cp -a "$REPO/steps" "$ws/steps"
+  ws_init "$ws" "$LOWER/w8prod" "$ws/steps" var/filestorage/Data.sqlite
+  sync
+  s=$(timed rh "$ws" run)
+  report_check "$ws" "$n" >/dev/null
+  w8_edit_last_step "$ws/steps"
+  t_edit=$(now)
+  sync
+  s2=$(timed rh "$ws" run)
+  out=$(report_check "$ws" "$n")
+  read -r _ committed <<<"$out"
+  python3 -c 'import sys; sys.exit(float(sys.argv[1]) <= float(sys.argv[2]))' "$committed" "$t_edit" ||
+    die "the edited last increment was not run again (committed $committed, edited $t_edit)"
+  ws_done "$ws"
+  python3 -c 'import sys; print(sys.argv[1], sys.argv[2], f"{float(sys.argv[2]) / float(sys.argv[1]):.3f}")' "$s" "$s2"
 }
 
 wl_W8() {
@@ -305,5 +381,119 @@ wl_W8() {
     [[ $CUR_SYS == cowfs ]] && echo "SKIP: W8 rehearse not built / no steps ($why)" | tee -a "$OUT/skips.txt"
     return 0
   fi
-  REHEARSE_COWFS=$COWFS measure w8 "$(runs_for slow)" w8_once
+  if [[ $CUR_SYS == native ]]; then
+    measure w8 "$(runs_for slow)" w8_once
+  else
+    measure "w8 w8_edit w8_edit_ratio" "$(runs_for slow)" w8_once
+  fi
+}
+
+# ---- H1/H2: batched SQL through the harness on a big table ----------------------
+
+# The one statement of every H step: +1 on every row of the batch. The
+# harness binds :lo and :hi to the first and the last key of each batch
+# (both included).
+H_SQL='UPDATE content SET n = n + 1 WHERE id BETWEEN :lo AND :hi;'
+
+# h_steps NAME INCREMENTS: a steps folder of INCREMENTS increments 1.0,
+# 2.0, ..., each one batched step; made once per run; prints its path.
+h_steps() {
+  local dir=$TMP/h-steps/$1 i
+  if [[ ! -d $dir ]]; then
+    for ((i = 1; i <= $2; i++)); do
+      mkdir -p "$dir/$i.0"
+      printf -- '-- rehearse:batch table=content key=id size=%d\n-- bench: n + 1 on every row, one transaction per batch\n%s\n' \
+        "$H_BATCH" "$H_SQL" >"$dir/$i.0/10-bump.sql"
+    done
+  fi
+  echo "$dir"
+}
+
+# H1 on native: the same statement in the same batches, one transaction
+# each, by the sqlite3 shell on a copy of the database; then, to tell the
+# harness' cost from cowfs', the step by `rehearse run --in-place` on
+# another copy (h1_inplace). On cowfs: `rehearse run` of one increment
+# holding the batched step, on the lower's database (the run includes
+# mounting). Dirty pages are flushed before each timing.
+h1_once() {
+  local ws=$TMP/h1/$CUR_SYS steps s s2 db script=$TMP/h1-native.sql
+  steps=$(h_steps h1 1)
+  ws_done "$ws"
+  if [[ $CUR_SYS == native ]]; then
+    [[ -f $script ]] || bio batchscript "$steps/1.0/10-bump.sql" --rows "$H_ROWS" --size "$H_BATCH" >"$script"
+    mkdir -p "$ws/prod/harness"
+    db=$ws/content.db
+    cp "$LOWER/harness/content.db" "$db"
+    cp "$LOWER/harness/content.db" "$ws/prod/harness/content.db"
+    sync
+    s=$(timed sqlite3 -bail "$db" ".read $script")
+    bio checkcontent "$db" --rows "$H_ROWS" --n 1 >/dev/null
+    ws_init "$ws" "$ws/prod" "$steps" harness/content.db
+    sync
+    s2=$(timed rh "$ws" run --in-place --yes)
+    report_check "$ws" 1 >/dev/null
+    bio checkcontent "$ws/prod/harness/content.db" --rows "$H_ROWS" --n 1 >/dev/null
+    ws_done "$ws"
+    echo "$s $s2"
+    return
+  fi
+  ws_init "$ws" "$LOWER" "$steps" harness/content.db
+  sync
+  s=$(timed rh "$ws" run)
+  report_check "$ws" 1 >/dev/null
+  bio checkcontent "$ws/mnt/harness/content.db" --rows "$H_ROWS" --n 1 >/dev/null
+  ws_done "$ws"
+  echo "$s"
+}
+
+wl_H1() {
+  [[ $CUR_SYS == native || $CUR_SYS == cowfs ]] || return 0
+  local why
+  why=$(harness_skip_reason)
+  if [[ -n $why ]]; then
+    [[ $CUR_SYS == cowfs ]] && echo "SKIP: H1 ($why)" | tee -a "$OUT/skips.txt"
+    return 0
+  fi
+  if [[ $CUR_SYS == native ]]; then
+    measure "h1 h1_inplace" "$(runs_for slow)" h1_once
+  else
+    measure h1 "$(runs_for slow)" h1_once
+  fi
+}
+
+# H2 (cowfs): `rehearse run` of five increments, then `rehearse rerun` of
+# the last one. Prints the full run, the last increment's time in it (the
+# journal's), the rerun, the rerun's overhead over that increment (the
+# issue's figure) and over its own time in the rerun (the harness' part).
+h2_once() {
+  local ws=$TMP/h2/cowfs steps full inc rerun own out
+  steps=$(h_steps h2 5)
+  ws_done "$ws"
+  ws_init "$ws" "$LOWER" "$steps" harness/content.db
+  sync
+  full=$(timed rh "$ws" run)
+  out=$(report_check "$ws" 5 5.0)
+  read -r inc _ <<<"$out"
+  bio checkcontent "$ws/mnt/harness/content.db" --rows "$H_ROWS" --n 5 >/dev/null
+  sync
+  rerun=$(timed rh "$ws" rerun 5.0)
+  out=$(report_check "$ws" 5 5.0)
+  read -r own _ <<<"$out"
+  # n = 5 again: the rerun started from the 4.0 checkpoint.
+  bio checkcontent "$ws/mnt/harness/content.db" --rows "$H_ROWS" --n 5 >/dev/null
+  ws_done "$ws"
+  python3 -c 'import sys; full, inc, rerun, own = map(float, sys.argv[1:])
+print(f"{full:.4f} {inc:.4f} {rerun:.4f} {rerun - inc:.4f} {rerun - own:.4f}")' \
+    "$full" "$inc" "$rerun" "$own"
+}
+
+wl_H2() {
+  [[ $CUR_SYS == cowfs ]] || return 0
+  local why
+  why=$(harness_skip_reason)
+  if [[ -n $why ]]; then
+    echo "SKIP: H2 ($why)" | tee -a "$OUT/skips.txt"
+    return 0
+  fi
+  measure "h2_full h2_inc h2_rerun h2_overhead h2_rerun_harness" "$(runs_for slow)" h2_once
 }
