@@ -287,29 +287,31 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
     return set_redirect(*n);
   };
   // Copy-up places a file under the name it was reached by: the name being
-  // renamed certainly is one.
-  if (!src->is_dir()) {
-    src->parent = *sdir;
-    src->name = name;
-    src->pinned = false;
-  }
-  COWFS_TRY(prepare(src));
-  auto stop_early = top_dir(**sdir);
-  if (!stop_early) return Errno{stop_early.error()};
-  if (!src->is_dir() && !sys::stat_at(*stop_early, name.c_str()).ok()) {
+  // renamed (or exchanged) certainly is one.
+  auto claim = [&](const NodePtr& n, const NodePtr& dir, const std::string& at) -> Status {
+    if (!n->is_dir()) {
+      n->parent = dir;
+      n->name = at;
+      n->pinned = false;
+    }
+    COWFS_TRY(prepare(n));
+    auto top = top_dir(*dir);
+    if (!top) return Errno{top.error()};
+    if (n->is_dir() || sys::stat_at(*top, at.c_str()).ok()) return {};
     // Reached through the index: the name exists only below. Give it its
     // link in the top first, so it can be moved like any other.
-    auto sfd = fd_of(*src);
-    if (!sfd) return Errno{sfd.error()};
-    if (::linkat(AT_FDCWD, sys::proc_path(*sfd).c_str(), *stop_early, name.c_str(),
-                 AT_SYMLINK_FOLLOW) < 0) {
+    auto nfd = fd_of(*n);
+    if (!nfd) return Errno{nfd.error()};
+    if (::linkat(AT_FDCWD, sys::proc_path(*nfd).c_str(), *top, at.c_str(), AT_SYMLINK_FOLLOW) < 0) {
       return Errno{errno};
     }
-    if (src->lower_links > 0) {
-      --src->lower_links;
-      (void)sys::set_xattr(*sfd, kLowerLinksXattr, std::to_string(src->lower_links), 0);
+    if (n->lower_links > 0) {
+      --n->lower_links;
+      (void)sys::set_xattr(*nfd, kLowerLinksXattr, std::to_string(n->lower_links), 0);
     }
-  }
+    return {};
+  };
+  COWFS_TRY(claim(src, *sdir, name));
   if (dst && !dst->is_dir() && !(flags & RENAME_EXCHANGE) && S_ISREG(dst->type) &&
       dst->layer != stack_.top()) {
     auto dst_st = stat_node(*dst);
@@ -321,7 +323,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
       COWFS_TRY(copy_up(*dst));
     }
   }
-  if (dst && (flags & RENAME_EXCHANGE)) COWFS_TRY(prepare(dst));
+  if (dst && (flags & RENAME_EXCHANGE)) COWFS_TRY(claim(dst, *ddir, newname));
   auto stop = top_dir(**sdir);
   if (!stop) return Errno{stop.error()};
   auto dtop = top_dir(**ddir);
