@@ -277,9 +277,17 @@ Result<int> Overlay::part_fd(Node& dir, size_t i) const {
 Result<int> Overlay::backing(Node& n) { return fd_of(n); }
 
 Result<std::string> Overlay::xattr_path(Node& n) {
-  if (S_ISLNK(n.type) && n.parent && !n.pinned && !n.unlinked) {
+  if (!n.is_dir() && n.parent && !n.pinned && !n.unlinked) {
+    // A file whose fd was closed (trim_fds) is reached by name, as fd_of
+    // would reopen it: a tree walk's getxattr per file then neither opens
+    // an fd nor makes others close.
+    bool by_name = S_ISLNK(n.type);
+    if (!by_name && !n.via_index) {
+      std::lock_guard lock(n.fd_mu);
+      by_name = !n.fd.valid();
+    }
     Node& parent = *n.parent;
-    for (size_t i = 0; i < parent.parts.size(); ++i) {
+    for (size_t i = 0; by_name && i < parent.parts.size(); ++i) {
       if (parent.parts[i].layer->id != n.layer->id) continue;
       auto pfd = part_fd(parent, i);
       if (!pfd) return Errno{pfd.error()};
@@ -357,6 +365,7 @@ Result<Entry> Overlay::lookup(uint64_t parent, const std::string& name) {
 void Overlay::forget(uint64_t ino, uint64_t nlookup) { inodes_.forget(ino, nlookup); }
 
 Result<struct stat> Overlay::getattr(uint64_t ino) {
+  trim_fds();
   std::shared_lock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
@@ -364,6 +373,7 @@ Result<struct stat> Overlay::getattr(uint64_t ino) {
 }
 
 Result<struct stat> Overlay::setattr(uint64_t ino, const SetAttr& a, FileHandle* fh) {
+  trim_fds();
   std::unique_lock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
@@ -421,6 +431,7 @@ Status Overlay::drop_set_id(int fd, const Caller& caller) {
 }
 
 Result<std::string> Overlay::readlink(uint64_t ino) {
+  trim_fds();
   std::shared_lock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
@@ -431,6 +442,7 @@ Result<std::string> Overlay::readlink(uint64_t ino) {
 }
 
 Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
+  trim_fds();
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   if (n->is_dir()) return Errno{EISDIR};
@@ -718,6 +730,7 @@ Result<struct statvfs> Overlay::statfs() {
 }
 
 Result<std::string> Overlay::getxattr(uint64_t ino, const std::string& name) {
+  trim_fds();
   std::shared_lock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
@@ -731,6 +744,7 @@ Result<std::string> Overlay::getxattr(uint64_t ino, const std::string& name) {
 }
 
 Result<std::vector<std::string>> Overlay::listxattr(uint64_t ino) {
+  trim_fds();
   std::shared_lock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};

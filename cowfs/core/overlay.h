@@ -246,15 +246,18 @@ class Overlay {
   // parents', never the other way.
   Result<int> part_fd(Node& dir, size_t i) const;
   Result<int> backing(Node& node);
-  // Path naming the node's backing object for xattr calls (symlinks are
-  // reached through their directory).
+  // Path naming the node's backing object for xattr calls (symlinks, and
+  // files whose fd is closed, are reached through their directory).
   Result<std::string> xattr_path(Node& node);
   // Sets node's fd, counting it.
   static void adopt_fd(Node& node, UniqueFd fd);
   // Keeps node's fd open for good: its name is about to go.
   void pin(Node& node);
   // Closes node and directory part fds beyond the budget; takes tree_mu_
-  // exclusively.
+  // exclusively. Called on entry by every call that may reopen a closed
+  // node fd (lookup, create, getattr, setattr, readlink, open, getxattr,
+  // listxattr): a warm tree walk reopens them through getattr and getxattr
+  // alone.
   void trim_fds();
   Result<NodePtr> dir_node(uint64_t ino) const;
 

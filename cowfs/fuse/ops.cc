@@ -103,6 +103,13 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS_AUTO);
   want(FUSE_CAP_CACHE_SYMLINKS);
   want(FUSE_CAP_PARALLEL_DIROPS);
+  // The kernel caches ACLs (and enforces them, as on the lowers' own
+  // filesystems) instead of asking for them at every permission check and
+  // every `ls -l`. The cache stays exact: ACLs change only through this
+  // mount (the kernel drops its copy on setxattr and setattr) or by a layer
+  // change (which invalidates the inode). Mode and ACL are kept in sync, and
+  // default ACLs inherited, by the store's filesystem, where they are set.
+  want(FUSE_CAP_POSIX_ACL);
   // Locks are kept by the kernel for this mount: every process that uses
   // the data goes through it, so local POSIX and BSD locks are exact.
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);

@@ -260,5 +260,35 @@ TEST_F(OverlayTest, ManyMoreDirectoriesThanTheFdLimitAllowsStayReachable) {
   ::setrlimit(RLIMIT_NOFILE, &old);
 }
 
+// A warm `ls -lR` reaches files the kernel already knows by getattr and
+// getxattr alone, with no lookup in between: those reopen closed node fds
+// and must keep within the budget too.
+TEST_F(OverlayTest, AttributeReadsOfKnownFilesStayWithinTheFdLimit) {
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  struct rlimit low = {600, old.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  for (int i = 0; i < 1500; ++i) write_lower("many/l" + std::to_string(i), std::to_string(i));
+  mount();
+  std::vector<uint64_t> inos;
+  for (int i = 0; i < 1500; ++i) {
+    auto e = overlay_->lookup(dir("many"), "l" + std::to_string(i));
+    ASSERT_TRUE(e) << i << ": " << std::strerror(e.error());
+    inos.push_back(e->node->ino);
+  }
+  for (int round = 0; round < 2; ++round) {
+    for (uint64_t ino : inos) {
+      auto st = overlay_->getattr(ino);
+      ASSERT_TRUE(st) << ino << ": " << std::strerror(st.error());
+      auto x = overlay_->getxattr(ino, "user.none");
+      ASSERT_FALSE(x);
+      ASSERT_EQ(x.error(), ENODATA) << std::strerror(x.error());
+    }
+  }
+  EXPECT_LT(Node::open_fds.load(), 600);
+  overlay_.reset();
+  ::setrlimit(RLIMIT_NOFILE, &old);
+}
+
 }  // namespace
 }  // namespace cowfs::testing
