@@ -194,10 +194,7 @@ TEST_F(LayerServiceTest, DiffNamesAddedChangedAndDeletedFiles) {
 // part of the same layer, also when parent and child were resolved on
 // either side of a checkpoint (and so hold different objects for it).
 TEST_F(LayerServiceTest, ClosedDirectoryFdsReopenAcrossACheckpoint) {
-  struct rlimit old {};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
-  struct rlimit low = {600, old.rlim_max};
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  LowFdLimit limit(600);
   write_lower("keep", "k");
   live();
   ASSERT_TRUE(overlay_->mkdir(kRootIno, "hi", 0755, me_));
@@ -216,9 +213,6 @@ TEST_F(LayerServiceTest, ClosedDirectoryFdsReopenAcrossACheckpoint) {
     ASSERT_EQ(read("hi/d" + std::to_string(i) + "/sub/f"), std::to_string(i)) << i;
   }
   EXPECT_LT(Node::open_fds.load(), 600);
-  overlay_.reset();
-  service_.reset();
-  ::setrlimit(RLIMIT_NOFILE, &old);
 }
 
 }  // namespace

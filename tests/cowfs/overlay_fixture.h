@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "cowfs/core/overlay.h"
@@ -19,6 +21,23 @@
 #include "cowfs/core/whiteout.h"
 
 namespace cowfs::testing {
+
+// Lowers the soft RLIMIT_NOFILE for a test's lifetime, so the overlay's fd
+// budget (half of it) is small enough to be exceeded.
+class LowFdLimit {
+ public:
+  explicit LowFdLimit(rlim_t soft) {
+    if (::getrlimit(RLIMIT_NOFILE, &old_) != 0) throw std::runtime_error("getrlimit");
+    struct rlimit low = {soft, old_.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &low) != 0) throw std::runtime_error("setrlimit");
+  }
+  ~LowFdLimit() { ::setrlimit(RLIMIT_NOFILE, &old_); }
+  LowFdLimit(const LowFdLimit&) = delete;
+  LowFdLimit& operator=(const LowFdLimit&) = delete;
+
+ private:
+  struct rlimit old_ {};
+};
 
 class OverlayTest : public ::testing::Test {
  protected:

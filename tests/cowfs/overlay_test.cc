@@ -198,10 +198,7 @@ TEST_F(OverlayTest, DeleteThenRecreateShowsNoOldBytes) {
 }
 
 TEST_F(OverlayTest, ManyMoreFilesThanTheFdLimitAllowsStayReachable) {
-  struct rlimit old {};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
-  struct rlimit low = {600, old.rlim_max};
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  LowFdLimit limit(600);
   for (int i = 0; i < 1500; ++i) write_lower("many/l" + std::to_string(i), std::to_string(i));
   mount();
   for (int i = 0; i < 1500; ++i) {
@@ -218,15 +215,10 @@ TEST_F(OverlayTest, ManyMoreFilesThanTheFdLimitAllowsStayReachable) {
   EXPECT_EQ(read("many/l3"), "three");
   EXPECT_EQ(walk("many/l5").error(), ENOENT);
   EXPECT_LT(Node::open_fds.load(), 600);
-  overlay_.reset();
-  ::setrlimit(RLIMIT_NOFILE, &old);
 }
 
 TEST_F(OverlayTest, ManyMoreDirectoriesThanTheFdLimitAllowsStayReachable) {
-  struct rlimit old {};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
-  struct rlimit low = {600, old.rlim_max};
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  LowFdLimit limit(600);
   for (int i = 0; i < 300; ++i) write_lower("lo/d" + std::to_string(i) + "/f", std::to_string(i));
   write_lower("moved/sub/f", "below");
   mount();
@@ -256,18 +248,13 @@ TEST_F(OverlayTest, ManyMoreDirectoriesThanTheFdLimitAllowsStayReachable) {
   EXPECT_EQ(read("renamed/sub/f"), "below");
   EXPECT_EQ(walk("moved").error(), ENOENT);
   EXPECT_LT(Node::open_fds.load(), 600);
-  overlay_.reset();
-  ::setrlimit(RLIMIT_NOFILE, &old);
 }
 
 // A warm `ls -lR` reaches files the kernel already knows by getattr and
 // getxattr alone, with no lookup in between: those reopen closed node fds
 // and must keep within the budget too.
 TEST_F(OverlayTest, AttributeReadsOfKnownFilesStayWithinTheFdLimit) {
-  struct rlimit old {};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
-  struct rlimit low = {600, old.rlim_max};
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  LowFdLimit limit(600);
   for (int i = 0; i < 1500; ++i) write_lower("many/l" + std::to_string(i), std::to_string(i));
   mount();
   std::vector<uint64_t> inos;
@@ -286,8 +273,6 @@ TEST_F(OverlayTest, AttributeReadsOfKnownFilesStayWithinTheFdLimit) {
     }
   }
   EXPECT_LT(Node::open_fds.load(), 600);
-  overlay_.reset();
-  ::setrlimit(RLIMIT_NOFILE, &old);
 }
 
 }  // namespace
