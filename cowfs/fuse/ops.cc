@@ -308,12 +308,14 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fu
     out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     out.buf[0].fd = lease->fd;
     out.buf[0].pos = off;
+    // As the kernel does, privileges go before the data changes.
+    if (Status s = ov(req).drop_set_id(lease->fd, caller_of(req)); !s.ok()) {
+      lease->abandon();
+      return (void)fuse_reply_err_mapped(req, s.error());
+    }
     ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
     if (n < static_cast<ssize_t>(size)) lease->abandon();
     if (n < 0) return (void)fuse_reply_err_mapped(req, static_cast<int>(-n));
-    if (Status s = ov(req).drop_set_id(lease->fd, caller_of(req)); !s.ok()) {
-      return (void)fuse_reply_err_mapped(req, s.error());
-    }
     fuse_reply_write(req, static_cast<size_t>(n));
   });
 }
