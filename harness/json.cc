@@ -1,5 +1,6 @@
 #include "harness/json.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -61,9 +62,11 @@ Object& Object::add(std::string_view k, double value) {
   if (!std::isfinite(value)) {
     body_ += "null";
   } else {
+    // The shortest text that reads back as the same double: a unix time
+    // in seconds keeps its fraction, a rate stays short.
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.6g", value);
-    body_ += buf;
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+    body_.append(buf, ec == std::errc() ? end : buf);
   }
   return *this;
 }
