@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -275,6 +276,18 @@ TEST_F(Rel, FullDiskFailsTheStepNamingTheCauseAndRecovers) {
     EXPECT_NE(line.find("the rollback to 1.0 did not finish"), std::string::npos) << r.err;
     EXPECT_TRUE(parse(status_json())["needs_recovery"].as_bool());
     ASSERT_TRUE(fs::remove(mnt("big.bin")));
+  }
+  {
+    // Space comes back asynchronously: a rolled-back layer goes to the
+    // store's trash, which cowfs purges in the background, and a file
+    // deleted through the mount is freed once the kernel forgets it.
+    ASSERT_TRUE(wait_until(
+        [&] {
+          struct statvfs sv {};
+          return ::statvfs(store.c_str(), &sv) == 0 && sv.f_bavail * sv.f_frsize > (8u << 20);
+        },
+        30s))
+        << "the space of the rolled-back or deleted file never came back";
   }
   write_file(mnt("after.txt"), "the mount still works");
   EXPECT_EQ(read_file(mnt("after.txt")), "the mount still works");
