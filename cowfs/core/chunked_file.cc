@@ -239,6 +239,8 @@ Status ChunkedFile::writable_top() {
   if ((fl & O_ACCMODE) == O_RDWR) return {};
   auto rw = sys::reopen(data.get(), O_RDWR);
   if (!rw) return Errno{rw.error()};
+  // Read plans handed out earlier may still name the read-only fd.
+  retired_.push_back(std::move(data));
   data = rw.take();
   return {};
 }

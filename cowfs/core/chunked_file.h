@@ -91,6 +91,7 @@ class ChunkedFile {
   uint32_t chunk_size_ = 0;
   std::vector<ChunkedCopy> copies_;  // top first; GUARDED_BY(mu_)
   UniqueFd base_;                    // O_RDONLY; invalid if the file had no base
+  std::vector<UniqueFd> retired_;    // replaced top fds, kept open for read plans
   off_t base_size_ = 0;
   uint64_t ino_ = 0;
 };
