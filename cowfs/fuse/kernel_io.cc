@@ -40,8 +40,8 @@ ssize_t io_writev(int fd, iovec* iov, int count, void* /*userdata*/) {
       iov[1].iov_len >= offsetof(fuse_init_out, flags) + sizeof(uint32_t)) {
     fuse_out_header out{};
     std::memcpy(&out, iov[0].iov_base, sizeof out);
+    if (out.unique == init) g_init_unique = 0;  // the one INIT reply
     if (out.unique == init && out.error == 0 && g_kernel_offers_v2) {
-      g_init_unique = 0;
       auto* arg = static_cast<char*>(iov[1].iov_base) + offsetof(fuse_init_out, flags);
       uint32_t flags = 0;
       std::memcpy(&flags, arg, sizeof flags);
