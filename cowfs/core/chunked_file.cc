@@ -83,6 +83,7 @@ Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, 
     auto data = sys::open_at(layer->chunks.get(), name.c_str(), top ? O_RDWR : O_RDONLY);
     if (!data && top && data.error() == EACCES) {
       data = sys::open_at(layer->chunks.get(), name.c_str(), O_RDONLY);
+      cf->top_read_only_ = true;
     }
     if (!data) return Errno{data.error()};
     const bool rooted = !map->chained();
@@ -233,12 +234,11 @@ Status ChunkedFile::save(ChunkedCopy& c, bool sync) {
 }
 
 Status ChunkedFile::writable_top() {
+  if (!top_read_only_) return {};  // the usual case: no syscall per write
   UniqueFd& data = copies_.front().data;
-  const int fl = ::fcntl(data.get(), F_GETFL);
-  if (fl < 0) return Errno{errno};
-  if ((fl & O_ACCMODE) == O_RDWR) return {};
   auto rw = sys::reopen(data.get(), O_RDWR);
   if (!rw) return Errno{rw.error()};
+  top_read_only_ = false;
   // Read plans handed out earlier may still name the read-only fd.
   retired_.push_back(std::move(data));
   data = rw.take();

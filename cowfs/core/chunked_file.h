@@ -92,6 +92,7 @@ class ChunkedFile {
   std::vector<ChunkedCopy> copies_;  // top first; GUARDED_BY(mu_)
   UniqueFd base_;                    // O_RDONLY; invalid if the file had no base
   std::vector<UniqueFd> retired_;    // replaced top fds, kept open for read plans
+  bool top_read_only_ = false;       // GUARDED_BY(mu_); see writable_top
   off_t base_size_ = 0;
   uint64_t ino_ = 0;
 };
