@@ -113,6 +113,10 @@ void LayerService::apply(const std::function<std::vector<std::string>()>& op, bo
     const char* path = mountpoint_.c_str();
     pid_t pid = ::fork();
     if (pid == 0) {
+      // Holding none of the daemon's fds: a copy of /dev/fuse would keep the
+      // mount alive after a kill -9 of the daemon, with this syncfs waiting
+      // on it forever, and a copy of the store's lock would lock it out.
+      ::close_range(3, ~0U, 0);
       int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       if (fd >= 0) ::syncfs(fd);
       _exit(0);
