@@ -19,6 +19,7 @@ struct MountOptions {
   bool foreground = false;
   std::string log_level = "info";
   std::vector<std::string> fuse_opts;
+  bool writeback_cache = true;  // -o no_writeback_cache turns it off
   uint64_t chunk_threshold = 1 << 20;
   uint64_t chunk_size = 64 << 10;
 };

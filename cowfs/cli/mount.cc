@@ -42,7 +42,7 @@ void setup_mount(CLI::App& app, MountOptions& o) {
   cmd->add_flag("--foreground,-f", o.foreground, "Stay in the foreground, log to stderr too");
   cmd->add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  cmd->add_option("-o", o.fuse_opts, "Mount options: nonempty")->delimiter(',');
+  cmd->add_option("-o", o.fuse_opts, "Mount options: nonempty, no_writeback_cache")->delimiter(',');
   cmd->add_option("--chunk-threshold", o.chunk_threshold,
                   "Files at least this big (bytes) are copied up by chunk");
   cmd->add_option("--chunk-size", o.chunk_size,
@@ -185,6 +185,7 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     cfg.mountpoint = o.mountpoint;
     cfg.fsname = o.store;
     cfg.allow_nonempty = allow_nonempty;
+    cfg.writeback_cache = o.writeback_cache;
     cfg.allow_other = ::geteuid() == 0;
     std::string error;
     ControlServer control;
@@ -238,8 +239,10 @@ int run_mount(MountOptions o) {
   for (const auto& opt : o.fuse_opts) {
     if (opt == "nonempty") {
       req.allow_nonempty = true;
+    } else if (opt == "no_writeback_cache") {
+      o.writeback_cache = false;
     } else {
-      return fail("unknown mount option '" + opt + "'; the only one is -o nonempty", 2);
+      return fail("unknown mount option '" + opt + "'; use nonempty or no_writeback_cache", 2);
     }
   }
   if (auto err = check_mount_request(req)) return fail(*err, 2);

@@ -109,6 +109,10 @@ class Node {
   // know to reopen.
   std::atomic<uint64_t> data_gen{0};
   std::atomic<uint64_t> nlookup{0};
+  // The inode generation the kernel is told. A layer change that alters the
+  // file bumps it, so the kernel drops the inode it cached (with the
+  // writeback cache it trusts its own size and times over ours).
+  std::atomic<uint64_t> generation{0};
 
   // Layer of the node's topmost instance.
   const LayerPtr& backing_layer() const { return is_dir() ? parts.front().layer : layer; }

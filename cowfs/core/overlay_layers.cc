@@ -129,6 +129,7 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
       uses_dropped = n->layer && contains(dropped, n->layer->id);
     }
     if (!uses_dropped && !(view_changed && n->is_dir())) continue;
+    if (view_changed && uses_dropped && !n->is_dir()) n->generation.fetch_add(1);
     if (!n->parent || n->unlinked) continue;  // reachable by no name: keeps its fds
     if (n->parent->unlinked) {
       n->unlinked = true;

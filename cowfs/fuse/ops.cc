@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -24,6 +25,7 @@ namespace {
 struct Context {
   Overlay* overlay;
   SessionConfig cfg;
+  bool writeback = false;  // the kernel agreed to the writeback cache
 };
 
 // A lower that went away (a dead network or FUSE mount) is an I/O error to
@@ -68,6 +70,7 @@ void guarded(fuse_req_t req, const char* op, F&& body) {
 void reply_entry(fuse_req_t req, const Entry& e) {
   fuse_entry_param p{};
   p.ino = e.node->ino;
+  p.generation = e.node->generation.load();
   p.attr = e.attr;
   p.attr_timeout = ctx(req).cfg.cache_timeout;
   p.entry_timeout = ctx(req).cfg.cache_timeout;
@@ -92,7 +95,7 @@ struct DirHandle {
 };
 
 void op_init(void* userdata, fuse_conn_info* conn) {
-  (void)userdata;
+  auto& context = *static_cast<Context*>(userdata);
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
@@ -113,6 +116,11 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   // Locks are kept by the kernel for this mount: every process that uses
   // the data goes through it, so local POSIX and BSD locks are exact.
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  // Sizes and times of cached files are then the kernel's: every write goes
+  // through this mount, and a layer change that alters a file gives it a new
+  // generation, so the kernel drops the inode it knew (Node::generation).
+  if (context.cfg.writeback_cache) want(FUSE_CAP_WRITEBACK_CACHE);
+  context.writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
 }
@@ -142,6 +150,18 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   fuse_reply_none(req);
 }
 
+// Under the writeback cache the kernel owns the times of the files it
+// writes: it sends them with SETATTR on fsync, close and inode writeback,
+// and the WRITE that carries the data may come after that SETATTR, or with
+// none at all. A WRITE therefore leaves the backing file's mtime as it was,
+// so that what is stored is what the kernel showed. (ctime cannot be set:
+// the store's own moves forward.) A WRITE and a SETATTR of one file are
+// serialized so that neither undoes the other.
+std::mutex& times_lock(uint64_t ino) {
+  static std::array<std::mutex, 64> locks;
+  return locks[ino % locks.size()];
+}
+
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)fi;
   guarded(req, "getattr", [&] {
@@ -164,6 +184,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     a.atime_now = to_set & FUSE_SET_ATTR_ATIME_NOW;
     a.mtime_now = to_set & FUSE_SET_ATTR_MTIME_NOW;
     a.caller = caller_of(req);
+    std::unique_lock times(times_lock(ino), std::defer_lock);
+    if (ctx(req).writeback && a.mtime) times.lock();
     auto r = ov(req).setattr(ino, a, handle(fi));
     if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     fuse_reply_attr(req, &*r, ctx(req).cfg.cache_timeout);
@@ -221,9 +243,24 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   });
 }
 
+// With the writeback cache the kernel reads pages around partial writes
+// through any handle, write-only ones too, and keeps O_APPEND's offsets
+// itself: a backing fd opened O_APPEND would put every write at its end.
+int backing_flags(fuse_req_t req, int flags) {
+  if (!ctx(req).writeback) return flags;
+  flags &= ~O_APPEND;
+  if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+  return flags;
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, "open", [&] {
-    auto r = ov(req).open(ino, fi->flags);
+    auto r = ov(req).open(ino, backing_flags(req, fi->flags));
+    // A daemon without root may not read a write-only file: whole-page
+    // writes still work, a partial one fails where the kernel reads around it.
+    if (!r && r.error() == EACCES && backing_flags(req, fi->flags) != fi->flags) {
+      r = ov(req).open(ino, fi->flags & ~O_APPEND);
+    }
     if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     if (fi->flags & O_TRUNC) (void)ov(req).drop_set_id((*r)->fd(), caller_of(req));
     (*r)->pid = fuse_req_ctx(req)->pid;
@@ -241,13 +278,14 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                fuse_file_info* fi) {
   guarded(req, "create", [&] {
-    auto r = ov(req).create(parent, name, mode, fi->flags, caller_of(req));
+    auto r = ov(req).create(parent, name, mode, backing_flags(req, fi->flags), caller_of(req));
     if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     r->second->pid = fuse_req_ctx(req)->pid;
     fi->fh = reinterpret_cast<uint64_t>(r->second.release());
     fi->keep_cache = 1;
     fuse_entry_param p{};
     p.ino = r->first.node->ino;
+    p.generation = r->first.node->generation.load();
     p.attr = r->first.attr;
     p.attr_timeout = ctx(req).cfg.cache_timeout;
     p.entry_timeout = ctx(req).cfg.cache_timeout;
@@ -299,7 +337,6 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 }
 
 void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
-  (void)ino;
   guarded(req, "write", [&] {
     const size_t size = fuse_buf_size(in);
     auto lease = ov(req).write_lease(*handle(fi), off, size);
@@ -313,7 +350,18 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fu
       lease->abandon();
       return (void)fuse_reply_err_mapped(req, s.error());
     }
+    std::unique_lock times(times_lock(ino), std::defer_lock);
+    struct stat before {};
+    bool keep_mtime = false;
+    if (ctx(req).writeback) {
+      times.lock();
+      keep_mtime = ::fstat(lease->fd, &before) == 0;
+    }
     ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+    if (keep_mtime) {
+      const timespec t[2] = {{0, UTIME_OMIT}, before.st_mtim};
+      (void)::futimens(lease->fd, t);
+    }
     if (n < static_cast<ssize_t>(size)) lease->abandon();
     if (n < 0) return (void)fuse_reply_err_mapped(req, static_cast<int>(-n));
     fuse_reply_write(req, static_cast<size_t>(n));
@@ -406,6 +454,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       if (!r) continue;  // removed since opendir
       fuse_entry_param e{};
       e.ino = r->node->ino;
+      e.generation = r->node->generation.load();
       e.attr = r->attr;
       e.attr_timeout = ctx(req).cfg.cache_timeout;
       e.entry_timeout = ctx(req).cfg.cache_timeout;

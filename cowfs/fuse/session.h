@@ -15,6 +15,9 @@ struct SessionConfig {
   bool allow_nonempty = false;
   bool allow_other = false;  // let other users in (kernel checks permissions)
   double cache_timeout = 86400.0;
+  // The kernel keeps written pages and sends them in batches (on fsync,
+  // close, memory pressure) instead of one request per write(2).
+  bool writeback_cache = true;
 };
 
 // Mounts, calls on_mounted once the kernel accepted the mount, serves
