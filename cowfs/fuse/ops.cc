@@ -368,13 +368,6 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fu
   });
 }
 
-void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  (void)ino;
-  (void)fi;
-  // Data goes straight to the backing file; there is nothing to push out.
-  fuse_reply_err_mapped(req, 0);
-}
-
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)ino;
   ov(req).release(handle(fi));
@@ -597,7 +590,10 @@ fuse_lowlevel_ops make_ops() {
   ops.create = op_create;
   ops.read = op_read;
   ops.write_buf = op_write_buf;
-  ops.flush = op_flush;
+  // No flush: data goes straight to the backing file and locks are the
+  // kernel's, so there is nothing to do at close(2). Without a handler the
+  // kernel stops sending FLUSH after the first (it still writes back its
+  // cached pages first, and reports their errors from close).
   ops.release = op_release;
   ops.fsync = op_fsync;
   ops.opendir = op_opendir;
