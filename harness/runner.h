@@ -79,24 +79,6 @@ class SqlWatch {
   bool timed_out_ = false;
 };
 
-// While a batched step runs, a rollback-journal database keeps its journal
-// file between transactions (journal_mode=PERSIST: the header is zeroed to
-// commit, which is as safe as deleting it) instead of creating, deleting
-// and syncing the directory for every batch. The mode is the connection's
-// own; at the end the journal goes (back to DELETE). WAL and the other
-// modes are left alone: switching away from WAL would change the file.
-class PersistentJournal {
- public:
-  explicit PersistentJournal(Db& db);
-  ~PersistentJournal();
-  PersistentJournal(const PersistentJournal&) = delete;
-  PersistentJournal& operator=(const PersistentJournal&) = delete;
-
- private:
-  Db& db_;
-  bool switched_ = false;
-};
-
 // "timed out after 30s (--step-timeout 30s)".
 std::string timeout_message(std::chrono::milliseconds limit);
 

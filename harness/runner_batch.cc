@@ -71,7 +71,6 @@ StepResult run_batch_step(const Step& step, const StepEnv& env) {
     std::string sql = read_text_file(step.path);
     Db db = Db::open(*env.sqlite, false);
     ensure_data_tables(db);
-    PersistentJournal journal(db);
     SqlWatch watch(db, env);
     Cursor c = load_cursor(db, env.version, step.name);
     if (c.exists && c.checksum != step.checksum) {

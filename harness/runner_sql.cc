@@ -114,17 +114,6 @@ bool SqlWatch::should_end() {
 
 int SqlWatch::handler(void* self) { return static_cast<SqlWatch*>(self)->should_end() ? 1 : 0; }
 
-PersistentJournal::PersistentJournal(Db& db) : db_(db) {
-  if (db_.query_text("PRAGMA journal_mode").value_or("") != "delete") return;
-  switched_ = db_.query_text("PRAGMA journal_mode=PERSIST").value_or("") == "persist";
-}
-
-PersistentJournal::~PersistentJournal() {
-  // Best effort: a journal left behind holds a zeroed header, which SQLite
-  // ignores, and the next batched step removes it.
-  if (switched_) sqlite3_exec(db_.raw(), "PRAGMA journal_mode=DELETE", nullptr, nullptr, nullptr);
-}
-
 std::string SqlWatch::timeout_error() const { return timeout_message(*env_.timeout); }
 
 void exec_statements(Db& db, const std::string& sql, const std::optional<Window>& w) {

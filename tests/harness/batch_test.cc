@@ -1,6 +1,5 @@
 // Batch windowing and the batched runner on a real SQLite file (no mount).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <atomic>
 
@@ -162,50 +161,6 @@ TEST_F(BatchRunner, CursorOfAnEditedStepIsRefused) {
   StepResult r = run_batch_step(step_, env_);
   EXPECT_EQ(r.outcome, Outcome::kFailed);
   EXPECT_NE(r.error.find("earlier version of this step"), std::string::npos) << r.error;
-}
-
-bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
-
-TEST(PersistentJournal, KeepsTheJournalBetweenTransactionsAndRemovesItAtTheEnd) {
-  TempDir tmp;
-  const std::string path = tmp.sub("data.db");
-  Db db = Db::open(path, true);
-  db.exec("PRAGMA journal_mode=DELETE; CREATE TABLE t(v)");
-  {
-    PersistentJournal journal(db);
-    for (int i = 0; i < 2; ++i) {
-      Transaction t(db);
-      db.exec("INSERT INTO t VALUES(1)");
-      t.commit();
-      EXPECT_TRUE(exists(path + "-journal")) << "after commit " << i;
-    }
-    EXPECT_EQ(*db.query_text("PRAGMA journal_mode"), "persist");
-  }
-  EXPECT_FALSE(exists(path + "-journal"));
-  EXPECT_EQ(*db.query_text("PRAGMA journal_mode"), "delete");
-  EXPECT_EQ(*db.query_int("SELECT count(*) FROM t"), 2);
-}
-
-TEST(PersistentJournal, LeavesWalDatabasesAlone) {
-  TempDir tmp;
-  const std::string path = tmp.sub("data.db");
-  Db db = Db::open(path, true);
-  db.exec("PRAGMA journal_mode=WAL; CREATE TABLE t(v)");
-  {
-    PersistentJournal journal(db);
-    EXPECT_EQ(*db.query_text("PRAGMA journal_mode"), "wal");
-  }
-  Db other = Db::open(path, false);
-  EXPECT_EQ(*other.query_text("PRAGMA journal_mode"), "wal");
-}
-
-TEST_F(BatchRunner, LeavesNoJournalBehindAndKeepsTheJournalMode) {
-  StepResult r = run_batch_step(step_, env_);
-  ASSERT_EQ(r.outcome, Outcome::kDone) << r.error;
-  EXPECT_FALSE(exists(db_path_ + "-journal"));
-  Db db = Db::open(db_path_, false);
-  EXPECT_EQ(*db.query_text("PRAGMA journal_mode"), "delete");
-  EXPECT_EQ(*db.query_int("SELECT count(*) FROM t WHERE v = 1"), 1000);
 }
 
 }  // namespace
