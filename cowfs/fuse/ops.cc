@@ -67,13 +67,19 @@ void guarded(fuse_req_t req, const char* op, F&& body) {
   }
 }
 
-void reply_entry(fuse_req_t req, const Entry& e) {
+// What the kernel is told of a node it will hold a reference to.
+fuse_entry_param entry_param(fuse_req_t req, const Entry& e) {
   fuse_entry_param p{};
   p.ino = e.node->ino;
   p.generation = e.node->generation.load();
   p.attr = e.attr;
   p.attr_timeout = ctx(req).cfg.cache_timeout;
   p.entry_timeout = ctx(req).cfg.cache_timeout;
+  return p;
+}
+
+void reply_entry(fuse_req_t req, const Entry& e) {
+  const fuse_entry_param p = entry_param(req, e);
   if (fuse_reply_entry(req, &p) != 0) ov(req).forget(e.node->ino, 1);  // interrupted
 }
 
@@ -255,10 +261,11 @@ int backing_flags(fuse_req_t req, int flags) {
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, "open", [&] {
-    auto r = ov(req).open(ino, backing_flags(req, fi->flags));
+    const int flags = backing_flags(req, fi->flags);
+    auto r = ov(req).open(ino, flags);
     // A daemon without root may not read a write-only file: whole-page
     // writes still work, a partial one fails where the kernel reads around it.
-    if (!r && r.error() == EACCES && backing_flags(req, fi->flags) != fi->flags) {
+    if (!r && r.error() == EACCES && flags != fi->flags) {
       r = ov(req).open(ino, fi->flags & ~O_APPEND);
     }
     if (!r) return (void)fuse_reply_err_mapped(req, r.error());
@@ -283,12 +290,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     r->second->pid = fuse_req_ctx(req)->pid;
     fi->fh = reinterpret_cast<uint64_t>(r->second.release());
     fi->keep_cache = 1;
-    fuse_entry_param p{};
-    p.ino = r->first.node->ino;
-    p.generation = r->first.node->generation.load();
-    p.attr = r->first.attr;
-    p.attr_timeout = ctx(req).cfg.cache_timeout;
-    p.entry_timeout = ctx(req).cfg.cache_timeout;
+    const fuse_entry_param p = entry_param(req, r->first);
     if (fuse_reply_create(req, &p, fi) != 0) {
       ov(req).forget(p.ino, 1);
       ov(req).release(handle(fi));
@@ -445,12 +447,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       }
       auto r = ov(req).lookup(ino, item.name);
       if (!r) continue;  // removed since opendir
-      fuse_entry_param e{};
-      e.ino = r->node->ino;
-      e.generation = r->node->generation.load();
-      e.attr = r->attr;
-      e.attr_timeout = ctx(req).cfg.cache_timeout;
-      e.entry_timeout = ctx(req).cfg.cache_timeout;
+      const fuse_entry_param e = entry_param(req, *r);
       if (!add(item.name.c_str(), e.attr, next, &e)) {
         ov(req).forget(e.ino, 1);  // not sent: the kernel took no reference
         break;
