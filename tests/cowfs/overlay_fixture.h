@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -51,7 +52,15 @@ class OverlayTest : public ::testing::Test {
   void TearDown() override {
     overlay_.reset();
     store_.reset();
-    std::filesystem::remove_all(root_);
+    // A LayerService purges dropped layers on a detached thread, which may
+    // still be deleting in there: both then race for the same entries.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    std::error_code ec;
+    for (;;) {
+      std::filesystem::remove_all(root_, ec);
+      if (!ec || std::chrono::steady_clock::now() >= deadline) break;
+    }
+    EXPECT_FALSE(ec) << root_ << ": " << ec.message();
   }
 
   void write_lower(const std::string& rel, const std::string& content) {
