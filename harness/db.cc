@@ -122,4 +122,21 @@ void Transaction::commit() {
   done_ = true;
 }
 
+BatchMode::BatchMode(Db& db) : db_(db) {
+  if (db_.query_text("PRAGMA journal_mode") != "delete") return;
+  db_.exec("PRAGMA locking_mode=EXCLUSIVE");
+  db_.exec("PRAGMA journal_mode=PERSIST");
+  switched_ = true;
+}
+
+BatchMode::~BatchMode() {
+  if (!switched_) return;
+  // NORMAL lets the lock go at the next access, which the read below is;
+  // back in DELETE mode the kept journal is removed.
+  sqlite3_exec(db_.raw(),
+               "PRAGMA locking_mode=NORMAL; PRAGMA journal_mode=DELETE; "
+               "SELECT count(*) FROM sqlite_master",
+               nullptr, nullptr, nullptr);
+}
+
 }  // namespace rehearse

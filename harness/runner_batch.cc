@@ -108,6 +108,7 @@ StepResult run_batch_step(const Step& step, const StepEnv& env) {
                                    std::to_string(c.batches) + " batches\n");
     }
     if (env.progress) env.progress->progress(c.done_rows, c.total);
+    BatchMode batch_mode(db);
     auto advance = db.prepare(
         "UPDATE _rehearse_cursor SET next_lo=?, done_rows=done_rows+?, batches=batches+1, "
         "finished=? WHERE version=? AND step=?");

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 
 #include "harness/runner.h"
 #include "tests/harness/test_util.h"
@@ -130,6 +131,58 @@ TEST_F(BatchRunner, ResumesAtTheCursorWithoutRedoingBatches) {
   r = run_batch_step(step_, env_);
   EXPECT_EQ(r.outcome, Outcome::kDone);
   EXPECT_EQ(*db.query_int("SELECT count(*) FROM batch_log"), 10);
+}
+
+TEST_F(BatchRunner, LeavesTheJournalModeAsItWas) {
+  StepResult r = run_batch_step(step_, env_);
+  ASSERT_EQ(r.outcome, Outcome::kDone) << r.error;
+  EXPECT_FALSE(std::filesystem::exists(db_path_ + "-journal"));
+  Db db = Db::open(db_path_, false);
+  EXPECT_EQ(db.query_text("PRAGMA journal_mode"), "delete");
+  EXPECT_EQ(*db.query_int("SELECT count(*) FROM batch_log"), 10);
+}
+
+// Whether another connection can read the database right now.
+bool readable_by_another(const std::string& path) {
+  Db other = Db::open(path, false);
+  sqlite3_busy_timeout(other.raw(), 0);
+  try {
+    other.query_int("SELECT count(*) FROM t");
+    return true;
+  } catch (const DbError&) {
+    return false;
+  }
+}
+
+TEST_F(BatchRunner, BatchModeHoldsTheDatabaseAndKeepsOneJournal) {
+  Db db = Db::open(db_path_, false);
+  {
+    BatchMode mode(db);
+    for (int i = 0; i < 2; ++i) {
+      Transaction t(db);
+      db.exec("UPDATE t SET v = v + 1 WHERE id <= 10");
+      t.commit();
+      EXPECT_TRUE(std::filesystem::exists(db_path_ + "-journal")) << "commit " << i;
+      EXPECT_FALSE(readable_by_another(db_path_)) << "commit " << i;
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(db_path_ + "-journal"));
+  EXPECT_EQ(db.query_text("PRAGMA journal_mode"), "delete");
+  EXPECT_TRUE(readable_by_another(db_path_));
+  EXPECT_EQ(*db.query_int("SELECT sum(v) FROM t"), 20);
+}
+
+TEST_F(BatchRunner, BatchModeLeavesAWalDatabaseAlone) {
+  Db db = Db::open(db_path_, false);
+  db.exec("PRAGMA journal_mode=WAL");
+  {
+    BatchMode mode(db);
+    Transaction t(db);
+    db.exec("UPDATE t SET v = v + 1");
+    t.commit();
+    EXPECT_TRUE(readable_by_another(db_path_));
+  }
+  EXPECT_EQ(db.query_text("PRAGMA journal_mode"), "wal");
 }
 
 TEST_F(BatchRunner, StopFlagInterruptsBeforeTheNextBatch) {
