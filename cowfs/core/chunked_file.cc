@@ -209,9 +209,32 @@ Result<std::vector<uint64_t>> ChunkedFile::prepare_write(const LayerPtr& top_lay
         size = st->st_size;
       }
       COWFS_TRY(materialize(c, *size));
+      if (c == last && c > 0 && map.has(c - 1)) COWFS_TRY(materialize_ahead(c, *size));
     }
   }
   return claimed;
+}
+
+namespace {
+
+// A writer that fills a file in small pieces front to back (a database
+// walking its table in batches) would otherwise change the map, and
+// allocate blocks in the store, at almost every fsync: copying this much
+// ahead at once makes both rare, for at most this much copied in vain.
+constexpr uint64_t kSequentialAhead = 1 << 20;
+
+}  // namespace
+
+Status ChunkedFile::materialize_ahead(uint64_t chunk, off_t file_size) {
+  const uint64_t cs = chunk_size_;
+  if (cs >= kSequentialAhead || file_size <= 0) return {};
+  const uint64_t end = (static_cast<uint64_t>(file_size) + cs - 1) / cs;  // past the last chunk
+  const uint64_t stop = std::min(end, chunk + 1 + kSequentialAhead / cs);
+  ChunkMap& map = copies_.front().map;
+  for (uint64_t c = chunk + 1; c < stop; ++c) {
+    if (!map.has(c)) COWFS_TRY(materialize(c, file_size));
+  }
+  return {};
 }
 
 Status ChunkedFile::truncate(const LayerPtr& top_layer, off_t new_size, off_t old_size) {
@@ -252,6 +275,24 @@ Status ChunkedFile::flush(bool sync) {
     if (sync) COWFS_TRY(sys::fsync_fd(c.data.get(), true));
     COWFS_TRY(save(c, sync));
   }
+  return {};
+}
+
+Status ChunkedFile::fsync(int io_fd, bool datasync) {
+  std::lock_guard lock(mu_);
+  auto io = sys::stat_fd(io_fd);
+  if (!io) return Errno{io.error()};
+  bool io_synced = false;
+  for (auto& c : copies_) {
+    if (!c.dirty) continue;
+    auto st = sys::stat_fd(c.data.get());
+    if (!st) return Errno{st.error()};
+    const bool is_io = st->st_ino == io->st_ino && st->st_dev == io->st_dev;
+    COWFS_TRY(sys::fsync_fd(c.data.get(), is_io ? datasync : true));
+    io_synced = io_synced || is_io;
+    COWFS_TRY(save(c, true));
+  }
+  if (!io_synced) COWFS_TRY(sys::fsync_fd(io_fd, datasync));
   return {};
 }
 

@@ -65,6 +65,9 @@ class ChunkedFile {
   Status truncate(const LayerPtr& top, off_t new_size, off_t old_size);
   // Persists dirty maps; with sync, data first, then the maps, durably.
   Status flush(bool sync);
+  // fsync(2) of the file open as io_fd: its data and every dirty map,
+  // durably, syncing each data file once.
+  Status fsync(int io_fd, bool datasync);
   // Bytes the top copy holds in chunks (for reports).
   uint64_t top_chunk_bytes() const;
 
@@ -81,6 +84,9 @@ class ChunkedFile {
 
  private:
   Status materialize(uint64_t chunk, off_t file_size);
+  // After a partial write into chunk, which follows a chunk the top already
+  // holds: copies up the next chunks as well (see kSequentialAhead).
+  Status materialize_ahead(uint64_t chunk, off_t file_size);
   Result<std::vector<ReadPiece>> plan_locked(off_t offset, size_t length, off_t file_size);
   Status save(ChunkedCopy& c, bool sync);
   // An ordinary user's file made read-only loads with a read-only top fd;

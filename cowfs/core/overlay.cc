@@ -600,14 +600,14 @@ Result<off_t> Overlay::seek(FileHandle& fh, off_t offset, int whence) {
 Status Overlay::fsync(FileHandle& fh, bool datasync) {
   auto fd = io_fd(fh);
   if (!fd) return Errno{fd.error()};
-  COWFS_TRY(sys::fsync_fd(*fd, datasync));
   ChunkedPtr chunks;
   {
     std::shared_lock tree(tree_mu_);
     chunks = fh.node->chunks;
   }
-  if (chunks) COWFS_TRY(chunks->flush(true));
-  return {};
+  // A chunked file's data is synced before its map, once.
+  if (chunks) return chunks->fsync(*fd, datasync);
+  return sys::fsync_fd(*fd, datasync);
 }
 
 Status Overlay::flush_all(bool sync) {
