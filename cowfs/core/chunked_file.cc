@@ -4,10 +4,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
+#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <optional>
 
+#include "cowfs/core/node.h"
 #include "cowfs/sys/syscalls.h"
 
 namespace cowfs {
@@ -49,6 +52,29 @@ Status pwrite_all(int fd, const char* p, size_t n, off_t off) {
 std::string chunk_data_name(uint64_t ino) { return hex(ino); }
 std::string chunk_map_name(uint64_t ino) { return hex(ino) + ".map"; }
 std::string chunk_base_name(uint64_t ino) { return hex(ino) + ".base"; }
+std::string chunk_ref_name(uint64_t ino) { return hex(ino) + ".ref"; }
+
+// "<chunk size> <floor> <base>"; the base may be empty (a chained copy).
+std::string ref_target(const ChunkMap& empty_map) {
+  return std::to_string(empty_map.chunk_size()) + " " + std::to_string(empty_map.floor()) + " " +
+         empty_map.base();
+}
+
+std::optional<ChunkMap> parse_ref_target(const std::string& target) {
+  const size_t a = target.find(' ');
+  const size_t b = a == std::string::npos ? a : target.find(' ', a + 1);
+  if (b == std::string::npos) return std::nullopt;
+  uint64_t cs = 0, floor = 0;
+  auto [e1, r1] = std::from_chars(target.data(), target.data() + a, cs);
+  auto [e2, r2] = std::from_chars(target.data() + a + 1, target.data() + b, floor);
+  if (r1 != std::errc() || e1 != target.data() + a || r2 != std::errc() ||
+      e2 != target.data() + b || cs < 4096 || cs > (1u << 30) || !std::has_single_bit(cs)) {
+    return std::nullopt;
+  }
+  ChunkMap map(static_cast<uint32_t>(cs), floor);
+  map.set_base(target.substr(b + 1));
+  return map;
+}
 
 Status write_map_file(int dirfd, uint64_t ino, const ChunkMap& map, bool sync) {
   const std::string name = chunk_map_name(ino);
@@ -74,10 +100,6 @@ Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, 
     const LayerPtr& layer = stack.layers[i];
     if (!layer->in_store()) break;
     if (!layer->chunks.valid()) continue;
-    auto bytes = read_whole(layer->chunks.get(), chunk_map_name(ino));
-    if (!bytes) continue;
-    auto map = ChunkMap::parse(*bytes);
-    if (!map) return Errno{EIO};  // a damaged map is never guessed at
     const bool top = layer == stack.top();
     const std::string name = chunk_data_name(ino);
     auto data = sys::open_at(layer->chunks.get(), name.c_str(), top ? O_RDWR : O_RDONLY);
@@ -85,36 +107,97 @@ Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, 
       data = sys::open_at(layer->chunks.get(), name.c_str(), O_RDONLY);
       cf->top_read_only_ = true;
     }
+    if (!data && data.error() == ENOENT) {
+      // A map without its data is damage, not absence.
+      if (read_whole(layer->chunks.get(), chunk_map_name(ino))) return Errno{EIO};
+      continue;
+    }
     if (!data) return Errno{data.error()};
+    std::optional<ChunkMap> map;
+    auto bytes = read_whole(layer->chunks.get(), chunk_map_name(ino));
+    if (bytes) {
+      map = ChunkMap::parse(*bytes);
+    } else if (bytes.error() == ENOENT) {
+      auto ref = sys::readlink_at(layer->chunks.get(), chunk_ref_name(ino).c_str());
+      if (!ref && ref.error() == ENOENT) continue;
+      if (!ref) return Errno{ref.error()};
+      map = parse_ref_target(*ref);
+    } else {
+      return Errno{bytes.error()};
+    }
+    if (!map) return Errno{EIO};  // a damaged map is never guessed at
     const bool rooted = !map->chained();
     const std::string base = map->base();
-    cf->copies_.push_back(ChunkedCopy{layer, data.take(), std::move(*map), false});
+    const int flags = top && !cf->top_read_only_ ? O_RDWR : O_RDONLY;
+    cf->copies_.push_back(ChunkedCopy{layer, data.take(), std::move(*map), false, flags});
     if (!rooted) continue;
-    Result<UniqueFd> b = Errno{ENOENT};
     if (base == "S") {
-      b = sys::open_at(layer->chunks.get(), chunk_base_name(ino).c_str(), O_RDONLY);
+      cf->base_layer_ = layer;
+      cf->base_name_ = chunk_base_name(ino);
     } else if (base.size() > 2 && base[0] == 'L') {
       size_t colon = base.find(':');
       int n = std::atoi(base.substr(1, colon - 1).c_str());
       for (const auto& l : stack.layers) {
         if (!l->in_store() && l->lower_index == n) {
-          b = sys::open_beneath(l->root.get(), base.substr(colon + 1).c_str(), O_RDONLY);
+          cf->base_layer_ = l;
+          cf->base_name_ = base.substr(colon + 1);
         }
       }
     }
-    if (!b) return Errno{EIO};  // the base vanished: a lower changed under the store
-    cf->base_ = b.take();
+    if (!cf->base_layer_) return Errno{EIO};      // a lower the store knew is gone
+    if (!cf->open_fds().ok()) return Errno{EIO};  // the base vanished under the store
     auto st = sys::stat_fd(cf->base_.get());
     cf->base_size_ = st ? st->st_size : 0;
     break;
   }
   if (cf->copies_.empty()) return Errno{EIO};
   cf->chunk_size_ = cf->copies_.front().map.chunk_size();
+  cf->recount();
   return cf;
+}
+
+ChunkedFile::~ChunkedFile() {
+  std::lock_guard lock(mu_);
+  Node::open_fds.fetch_sub(counted_fds_);
+}
+
+void ChunkedFile::recount() {
+  long n = base_.valid() ? 1 : 0;
+  for (const auto& c : copies_) n += c.data.valid() ? 1 : 0;
+  n += static_cast<long>(retired_.size());
+  Node::open_fds.fetch_add(n - counted_fds_);
+  counted_fds_ = n;
+}
+
+Status ChunkedFile::open_fds() {
+  if (base_layer_ && !base_.valid()) {
+    auto b = base_layer_->in_store()
+                 ? sys::open_at(base_layer_->chunks.get(), base_name_.c_str(), O_RDONLY)
+                 : sys::open_beneath(base_layer_->root.get(), base_name_.c_str(), O_RDONLY);
+    if (!b) return Errno{b.error()};
+    base_ = b.take();
+  }
+  for (auto& c : copies_) {
+    if (c.data.valid()) continue;
+    auto d = sys::open_at(c.layer->chunks.get(), chunk_data_name(ino_).c_str(), c.open_flags);
+    if (!d) return Errno{d.error()};
+    c.data = d.take();
+  }
+  recount();
+  return {};
+}
+
+void ChunkedFile::close_fds() {
+  std::lock_guard lock(mu_);
+  base_.reset();
+  for (auto& c : copies_) c.data.reset();
+  retired_.clear();
+  recount();
 }
 
 Result<std::vector<ReadPiece>> ChunkedFile::plan_locked(off_t offset, size_t length,
                                                         off_t file_size) {
+  COWFS_TRY(open_fds());
   std::vector<ReadPiece> out;
   if (offset >= file_size) return out;
   length = std::min<size_t>(length, static_cast<size_t>(file_size - offset));
@@ -186,6 +269,7 @@ Result<std::vector<uint64_t>> ChunkedFile::prepare_write(const LayerPtr& top_lay
   std::vector<uint64_t> claimed;
   if (copies_.empty() || copies_.front().layer != top_layer) return Errno{EIO};
   if (length == 0) return claimed;
+  COWFS_TRY(open_fds());
   COWFS_TRY(writable_top());
   // The size is needed only to copy a chunk; most writes land in chunks
   // already present, and this runs on every write.
@@ -241,6 +325,7 @@ Status ChunkedFile::truncate(const LayerPtr& top_layer, off_t new_size, off_t ol
   std::lock_guard lock(mu_);
   if (copies_.empty() || copies_.front().layer != top_layer) return Errno{EIO};
   if (new_size >= old_size) return {};
+  COWFS_TRY(open_fds());
   COWFS_TRY(writable_top());
   ChunkedCopy& top = copies_.front();
   top.map.lower_floor(static_cast<uint64_t>(new_size));
@@ -265,11 +350,14 @@ Status ChunkedFile::writable_top() {
   // Read plans handed out earlier may still name the read-only fd.
   retired_.push_back(std::move(data));
   data = rw.take();
+  copies_.front().open_flags = O_RDWR;
+  recount();
   return {};
 }
 
 Status ChunkedFile::flush(bool sync) {
   std::lock_guard lock(mu_);
+  if (sync) COWFS_TRY(open_fds());
   for (auto& c : copies_) {
     if (!c.dirty) continue;
     if (sync) COWFS_TRY(sys::fsync_fd(c.data.get(), true));
@@ -280,6 +368,7 @@ Status ChunkedFile::flush(bool sync) {
 
 Status ChunkedFile::fsync(int io_fd, bool datasync) {
   std::lock_guard lock(mu_);
+  COWFS_TRY(open_fds());
   auto io = sys::stat_fd(io_fd);
   if (!io) return Errno{io.error()};
   bool io_synced = false;

@@ -12,10 +12,12 @@
 // Thread-safety: all members lock mu_.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/types.h>
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,7 @@ struct ChunkedCopy {
   UniqueFd data;  // O_RDWR for the top copy (see writable_top), O_RDONLY below
   ChunkMap map;
   bool dirty = false;
+  int open_flags = O_RDONLY;  // how data is reopened after close_fds()
 };
 
 struct ReadPiece {
@@ -43,6 +46,11 @@ struct ReadPiece {
 
 class ChunkedFile {
  public:
+  ChunkedFile() = default;
+  ChunkedFile(const ChunkedFile&) = delete;
+  ChunkedFile& operator=(const ChunkedFile&) = delete;
+  ~ChunkedFile();
+
   // Loads the copies of the file with origin ino from the store layers of
   // stack, starting at the layer that holds its topmost copy.
   static Result<std::shared_ptr<ChunkedFile>> load(const LayerStack& stack, size_t from_layer,
@@ -71,16 +79,11 @@ class ChunkedFile {
   // Bytes the top copy holds in chunks (for reports).
   uint64_t top_chunk_bytes() const;
 
-  std::vector<ChunkedCopy>& copies() { return copies_; }
-
-  // The top copy's data fd (the file's name in the tree), for I/O.
-  int top_fd() const { return copies_.empty() ? -1 : copies_.front().data.get(); }
-
-  // Adds a fresh top copy (after a chunked copy-up made its files).
-  void push_top(ChunkedCopy copy) {
-    std::lock_guard lock(mu_);
-    copies_.insert(copies_.begin(), std::move(copy));
-  }
+  // Closes every fd it holds; the next call that needs them reopens them.
+  // Its fds count in Node::open_fds, and an overlay over its fd budget
+  // calls this, but only while it holds the sole reference: the fds of a
+  // read plan must stay valid until the plan is gone.
+  void close_fds();
 
  private:
   Status materialize(uint64_t chunk, off_t file_size);
@@ -89,6 +92,11 @@ class ChunkedFile {
   Status materialize_ahead(uint64_t chunk, off_t file_size);
   Result<std::vector<ReadPiece>> plan_locked(off_t offset, size_t length, off_t file_size);
   Status save(ChunkedCopy& c, bool sync);
+  // Reopens what close_fds() closed; every entry point that uses an fd
+  // calls it first.
+  Status open_fds();
+  // Brings Node::open_fds in line with the fds held now.
+  void recount();
   // An ordinary user's file made read-only loads with a read-only top fd;
   // it is opened for writing again when a write or truncate needs it.
   Status writable_top();
@@ -96,7 +104,10 @@ class ChunkedFile {
   mutable std::mutex mu_;
   uint32_t chunk_size_ = 0;
   std::vector<ChunkedCopy> copies_;  // top first; GUARDED_BY(mu_)
-  UniqueFd base_;                    // O_RDONLY; invalid if the file had no base
+  UniqueFd base_;                    // O_RDONLY; see base_layer_
+  LayerPtr base_layer_;              // null if the file had no base
+  std::string base_name_;            // below base_layer_'s root, or in its chunks/
+  long counted_fds_ = 0;             // GUARDED_BY(mu_)
   std::vector<UniqueFd> retired_;    // replaced top fds, kept open for read plans
   bool top_read_only_ = false;       // GUARDED_BY(mu_); see writable_top
   off_t base_size_ = 0;
@@ -109,6 +120,12 @@ using ChunkedPtr = std::shared_ptr<ChunkedFile>;
 std::string chunk_data_name(uint64_t ino);
 std::string chunk_map_name(uint64_t ino);
 std::string chunk_base_name(uint64_t ino);
+// A copy made without data (copy_up.h) has no map file yet: its first map,
+// which holds no chunk, is the target of the symlink chunks/<ino>.ref. A
+// symlink is metadata, committed in order with the rest of the copy.
+std::string chunk_ref_name(uint64_t ino);
+std::string ref_target(const ChunkMap& empty_map);
+std::optional<ChunkMap> parse_ref_target(const std::string& target);
 
 // Writes map as chunks/<ino>.map of dirfd, atomically (aside, then rename).
 Status write_map_file(int chunks_dirfd, uint64_t ino, const ChunkMap& map, bool sync);

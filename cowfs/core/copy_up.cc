@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cinttypes>
+#include <climits>
 #include <cstdio>
 #include <vector>
 
@@ -186,7 +187,7 @@ Result<int> Overlay::top_dir(Node& dir) {
   return raw;
 }
 
-Status Overlay::copy_up(Node& node, bool with_data) {
+Status Overlay::copy_up(Node& node, CopyData data) {
   if (node.is_dir()) {
     auto r = top_dir(node);
     return r ? Status() : Status(Errno{r.error()});
@@ -198,6 +199,12 @@ Status Overlay::copy_up(Node& node, bool with_data) {
   const int node_fd = *nfd;
   auto st = sys::stat_fd(node_fd);
   if (!st) return Errno{st.error()};
+  // Counted before a chunked copy links the file as its base.
+  nlink_t names = st->st_nlink;
+  if (node.layer->in_store()) {
+    auto visible = stat_node(node);
+    names = visible ? visible->st_nlink : 1;
+  }
   // A pinned node lost the name it was found by (its other names still
   // resolve through the index), so its copy gets no name in the tree.
   const bool orphan = node.unlinked || !node.parent || node.pinned;
@@ -214,15 +221,22 @@ Status Overlay::copy_up(Node& node, bool with_data) {
   if (S_ISREG(st->st_mode)) {
     auto dst = sys::open_at(work_fd_, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
     if (!dst) return Errno{dst.error()};
-    chunked = with_data && stack_.top()->chunks.valid() &&
-              (node.chunks || static_cast<uint64_t>(st->st_size) >= opts_.chunk_threshold);
+    // A reference to a whole file of a frozen layer would be one more link
+    // to it, which its other names would count: such a file is copied.
+    if (data == CopyData::kReference && !node.chunks && node.layer->in_store()) {
+      data = CopyData::kContent;
+    }
+    const bool by_chunk = data == CopyData::kReference || node.chunks ||
+                          static_cast<uint64_t>(st->st_size) >= opts_.chunk_threshold;
+    chunked = data != CopyData::kNothing && stack_.top()->chunks.valid() && by_chunk;
     if (chunked) {
-      s = copy_up_chunked(node, *st, tmp, *dst);
-    } else if (with_data && st->st_size > 0) {
+      s = copy_up_chunked(node, *st, tmp, *dst, data);
+    } else if (data != CopyData::kNothing && st->st_size > 0) {
       auto src = sys::reopen(node_fd, O_RDONLY);
       s = src ? copy_file_data(src->get(), dst->get(), st->st_size) : Status(Errno{src.error()});
     }
-    if (s.ok()) s = sys::fsync_fd(dst->get());
+    // A reference holds no data to sync (see copy_up.h).
+    if (s.ok() && !(chunked && data == CopyData::kReference)) s = sys::fsync_fd(dst->get());
   } else if (S_ISLNK(st->st_mode)) {
     auto target = sys::readlink_at(node_fd, "");
     s = target ? sys::symlink_at(target->c_str(), work_fd_, tmp.c_str())
@@ -246,11 +260,6 @@ Status Overlay::copy_up(Node& node, bool with_data) {
   // each layer's copy is found by its other names through that layer's index.
   // Hard links made in a store layer are the same: after a checkpoint their
   // names resolve to the frozen copy, and find this one through the index.
-  nlink_t names = st->st_nlink;
-  if (node.layer->in_store()) {
-    auto visible = stat_node(node);
-    names = visible ? visible->st_nlink : 1;
-  }
   const bool multi_linked = S_ISREG(st->st_mode) && (names > 1 || node.lower_links >= 0);
   // The copy takes the name it was reached by (or has lost it, if it is an
   // orphan); every other name stays below, in a lower or a frozen layer,
@@ -325,7 +334,7 @@ Result<std::string> path_below(int fd, int root_fd) {
 }  // namespace
 
 Status Overlay::copy_up_chunked(Node& node, const struct stat& st, const std::string& tmp,
-                                UniqueFd& dst) {
+                                UniqueFd& dst, CopyData data) {
   const Layer& top = *stack_.top();
   COWFS_TRY(sys::truncate_fd(dst.get(), st.st_size));
   ChunkMap map(node.chunks ? node.chunks->chunk_size() : opts_.chunk_size,
@@ -350,10 +359,19 @@ Status Overlay::copy_up_chunked(Node& node, const struct stat& st, const std::st
       map.set_base("L" + std::to_string(node.layer->lower_index) + ":" + *rel);
     }
   }
-  COWFS_TRY(write_map_file(top.chunks.get(), node.ino, map, true));
-  const std::string data = chunk_data_name(node.ino);
-  (void)sys::unlink_at(top.chunks.get(), data.c_str(), 0);
-  COWFS_TRY(sys::link_at(work_fd_, tmp.c_str(), top.chunks.get(), data.c_str(), 0));
+  const std::string ref = chunk_ref_name(node.ino);
+  (void)sys::unlink_at(top.chunks.get(), ref.c_str(), 0);
+  const std::string target = ref_target(map);
+  if (data == CopyData::kReference && target.size() < PATH_MAX) {
+    // A map file left by an earlier copy in this layer would win over it.
+    (void)sys::unlink_at(top.chunks.get(), chunk_map_name(node.ino).c_str(), 0);
+    COWFS_TRY(sys::symlink_at(target.c_str(), top.chunks.get(), ref.c_str()));
+  } else {
+    COWFS_TRY(write_map_file(top.chunks.get(), node.ino, map, true));
+  }
+  const std::string name = chunk_data_name(node.ino);
+  (void)sys::unlink_at(top.chunks.get(), name.c_str(), 0);
+  COWFS_TRY(sys::link_at(work_fd_, tmp.c_str(), top.chunks.get(), name.c_str(), 0));
   return sys::set_xattr(dst.get(), kChunkedXattr, "1", 0);
 }
 

@@ -5,6 +5,16 @@
 // place, so a crash leaves either no copy or a complete one — never a
 // half-copied file presented as data. Sparse regions stay sparse.
 //
+// A copy-up that moves no data (a rename, a link, a change of mode, owner,
+// times or xattrs: CopyData::kReference) copies no bytes and syncs nothing:
+// the copy is a chunked file (chunked_file.h) holding no chunk yet, whose
+// first map is the target of a symlink (chunked_file.h, chunk_ref_name)
+// until a write saves a map file. All it is made of is metadata (inodes,
+// names, xattrs, a size), renamed into place last, so a journaling store
+// filesystem (ext4, XFS) commits it in order: after a crash there is no
+// copy, or a complete one. Kernel overlayfs's metacopy relies on the same
+// ordering.
+//
 // A regular file that has several names in a lower also gets an entry in
 // the top layer's index/ directory named by its origin, so that the other
 // names, which still resolve to the lower, find the copy after a remount
@@ -22,6 +32,11 @@
 namespace cowfs {
 
 inline constexpr const char* kLowerLinksXattr = "user.cowfs.lowerlinks";
+
+// What the copy-up of a regular file brings along: its content (copied, or
+// by chunk if big), nothing (the caller empties the file), or a reference to
+// it, read from below until written.
+enum class CopyData { kContent, kNothing, kReference };
 
 std::string index_name(uint64_t ino);
 

@@ -319,6 +319,9 @@ void Overlay::trim_fds() {
       }
       continue;
     }
+    // Another reference may be a read plan using its fds (read_plan takes
+    // it under tree_mu_, which is held here).
+    if (n->chunks && n->chunks.use_count() == 1) n->chunks->close_fds();
     if (n->pinned || n->unlinked || !n->fd.valid()) continue;
     if (!n->via_index && !n->parent) continue;
     adopt_fd(*n, UniqueFd());
@@ -377,8 +380,11 @@ Result<struct stat> Overlay::setattr(uint64_t ino, const SetAttr& a, FileHandle*
   std::unique_lock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
-  // Truncating to zero needs none of the old data.
-  COWFS_TRY(copy_up(*n, !(a.size && a.values.st_size == 0)));
+  // Truncating to zero needs none of the old data; changing metadata only
+  // needs a reference to it.
+  CopyData data = CopyData::kReference;
+  if (a.size) data = a.values.st_size == 0 ? CopyData::kNothing : CopyData::kContent;
+  COWFS_TRY(copy_up(*n, data));
   auto bfd = backing(*n);
   if (!bfd) return Errno{bfd.error()};
   const int fd = *bfd;
@@ -453,7 +459,7 @@ Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
   const int open_flags = flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
   if (writes) {
     std::unique_lock lock(tree_mu_);
-    COWFS_TRY(copy_up(*n, !(flags & O_TRUNC)));
+    COWFS_TRY(copy_up(*n, (flags & O_TRUNC) ? CopyData::kNothing : CopyData::kContent));
     COWFS_TRY(attach(*fh, open_flags));
     register_handle(fh.get());
   } else {
@@ -768,6 +774,8 @@ Status Overlay::setxattr(uint64_t ino, const std::string& name, const std::strin
   std::unique_lock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
+  // The content comes along: a user's xattrs may fill the store's room
+  // for them, leaving none for a reference's own (copy_up.h).
   COWFS_TRY(copy_up(*n));
   auto bfd = xattr_path(*n);
   if (!bfd) return Errno{bfd.error()};

@@ -32,6 +32,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cowfs/core/copy_up.h"
 #include "cowfs/core/layer.h"
 #include "cowfs/core/node.h"
 #include "cowfs/core/whiteout.h"
@@ -263,8 +264,9 @@ class Overlay {
 
   // Copy-up and top-layer helpers; all need tree_mu_ held exclusively.
   Result<int> top_dir(Node& dir);
-  Status copy_up(Node& node, bool with_data = true);
-  Status copy_up_chunked(Node& node, const struct stat& st, const std::string& tmp, UniqueFd& tfd);
+  Status copy_up(Node& node, CopyData data = CopyData::kContent);
+  Status copy_up_chunked(Node& node, const struct stat& st, const std::string& tmp, UniqueFd& tfd,
+                         CopyData data);
   bool lower_has(Node& dir, const std::string& name) const;
   Result<struct stat> top_entry(Node& dir, const std::string& name);
   Status place(Node& dir, const std::string& name, const std::string& tmp_name);

@@ -105,7 +105,7 @@ Result<Entry> Overlay::link(uint64_t ino, uint64_t newparent, const std::string&
   auto dir = dir_node(newparent);
   if (!dir) return Errno{dir.error()};
   if (probe(**dir, newname)) return Errno{EEXIST};
-  COWFS_TRY(copy_up(*n));
+  COWFS_TRY(copy_up(*n, CopyData::kReference));
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
   const bool wh = sys::stat_at(*top, newname.c_str()).ok();
@@ -181,7 +181,7 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
       n->parent = *dir;
       n->name = name;
       n->pinned = false;
-      COWFS_TRY(copy_up(*n));
+      COWFS_TRY(copy_up(*n, CopyData::kReference));
     }
   }
   auto top = top_dir(**dir);
@@ -281,7 +281,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
 
   // Both ends must be real entries of the top layer.
   auto prepare = [&](const NodePtr& n) -> Status {
-    if (!n->is_dir()) return copy_up(*n);
+    if (!n->is_dir()) return copy_up(*n, CopyData::kReference);
     auto t = top_dir(*n);
     if (!t) return Errno{t.error()};
     return set_redirect(*n);
@@ -320,7 +320,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
       dst->parent = *ddir;
       dst->name = newname;
       dst->pinned = false;
-      COWFS_TRY(copy_up(*dst));
+      COWFS_TRY(copy_up(*dst, CopyData::kReference));
     }
   }
   if (dst && (flags & RENAME_EXCHANGE)) COWFS_TRY(claim(dst, *ddir, newname));

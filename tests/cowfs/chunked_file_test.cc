@@ -12,6 +12,24 @@ namespace {
 
 constexpr uint32_t kChunk = 64 << 10;
 
+TEST(ChunkRef, RoundTripsAndRefusesDamage) {
+  ChunkMap map(kChunk, 12345);
+  map.set_base("L0:dir with spaces/f");
+  auto back = parse_ref_target(ref_target(map));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->chunk_size(), kChunk);
+  EXPECT_EQ(back->floor(), 12345u);
+  EXPECT_EQ(back->base(), "L0:dir with spaces/f");
+  EXPECT_EQ(back->count(), 0u);
+  auto chained = parse_ref_target(ref_target(ChunkMap(kChunk, 7)));
+  ASSERT_TRUE(chained);
+  EXPECT_TRUE(chained->chained());
+  EXPECT_FALSE(parse_ref_target("65536 7"));
+  EXPECT_FALSE(parse_ref_target("65535 7 L0:f"));
+  EXPECT_FALSE(parse_ref_target("x 7 L0:f"));
+  EXPECT_FALSE(parse_ref_target(""));
+}
+
 class ChunkedTest : public OverlayTest {
  protected:
   Overlay::Options opts() {
@@ -92,6 +110,62 @@ TEST_F(ChunkedTest, MetadataChangesCopyNoData) {
   ASSERT_TRUE(overlay_->setxattr(*walk("db"), "user.k", "v", 0).ok());
   EXPECT_LE(top_bytes(), 64u * 1024);
   EXPECT_EQ(read("db"), std::string(4 << 20, 'b'));
+}
+
+TEST_F(ChunkedTest, RenameMovesNoData) {
+  std::string small(40 << 10, 's'), big(4 << 20, 'b');
+  write_lower("a/small", small);
+  write_lower("a/big", big);
+  remount();
+  const uint64_t before = top_bytes();
+  ASSERT_TRUE(overlay_->mkdir(kRootIno, "b", 0755, me_));
+  ASSERT_TRUE(overlay_->rename(dir("a"), "small", dir("b"), "small", 0).ok());
+  ASSERT_TRUE(overlay_->rename(dir("a"), "big", dir("b"), "big", 0).ok());
+  EXPECT_LE(top_bytes() - before, 16u << 10);
+  EXPECT_EQ(read("b/small"), small);
+  EXPECT_EQ(read("b/big"), big);
+  EXPECT_FALSE(walk("a/small"));
+  remount();
+  EXPECT_EQ(read("b/small"), small);
+  EXPECT_EQ(read("b/big"), big);
+  // Written after the move: the data comes up then, by chunk.
+  write("b/small", "XY", 100);
+  small.replace(100, 2, "XY");
+  EXPECT_EQ(read("b/small"), small);
+  service_->checkpoint("moved");
+  write("b/small", "Z", 10);
+  small.replace(10, 1, "Z");
+  remount();
+  EXPECT_EQ(read("b/small"), small);
+  EXPECT_EQ(overlay_->getattr(*walk("b/small"))->st_size, 40 << 10);
+  service_->rewind("moved");
+  small.replace(10, 1, "s");
+  EXPECT_EQ(read("b/small"), small);
+  EXPECT_EQ(lower_content("a/small"), std::string(40 << 10, 's'));
+  EXPECT_EQ(lower_content("a/big"), std::string(4 << 20, 'b'));
+}
+
+TEST_F(ChunkedTest, ManyMoreMovedFilesThanTheFdLimitAllowsStayReadable) {
+  // Each moved file reads through its copy and its base: two fds, which
+  // the overlay's fd budget must cover like any other.
+  LowFdLimit limit(600);
+  for (int i = 0; i < 1000; ++i) write_lower("flat/b" + std::to_string(i), std::to_string(i));
+  remount();
+  ASSERT_TRUE(overlay_->mkdir(kRootIno, "hashed", 0755, me_));
+  for (int i = 0; i < 1000; ++i) {
+    const std::string name = "b" + std::to_string(i);
+    Status s = overlay_->rename(dir("flat"), name, dir("hashed"), name, 0);
+    ASSERT_TRUE(s.ok()) << i << ": " << std::strerror(s.error());
+  }
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_EQ(read("hashed/b" + std::to_string(i)), std::to_string(i)) << i;
+  }
+  EXPECT_LT(Node::open_fds.load(), 600);
+  write("hashed/b7", "seven");
+  EXPECT_EQ(read("hashed/b7"), "seven");
+  remount();
+  EXPECT_EQ(read("hashed/b7"), "seven");
+  EXPECT_EQ(read("hashed/b999"), "999");
 }
 
 TEST_F(ChunkedTest, RandomOperationsMatchAPlainCopy) {
