@@ -30,6 +30,10 @@ std::vector<char*> cstrings(const std::vector<std::string>& v) {
 void drain_lines(std::string& buf, const LineFn& fn, bool flush) {
   size_t start = 0, pos;
   while ((pos = buf.find('\n', start)) != std::string::npos) {
+    // A long line whose end arrived in the same read as much of it.
+    for (; pos - start > kMaxLineBytes; start += kMaxLineBytes) {
+      if (fn) fn(buf.substr(start, kMaxLineBytes));
+    }
     if (fn) fn(buf.substr(start, pos - start));
     start = pos + 1;
   }
