@@ -52,15 +52,13 @@ Status pwrite_all(int fd, const char* p, size_t n, off_t off) {
 std::string chunk_data_name(uint64_t ino) { return hex(ino); }
 std::string chunk_map_name(uint64_t ino) { return hex(ino) + ".map"; }
 std::string chunk_base_name(uint64_t ino) { return hex(ino) + ".base"; }
-std::string chunk_ref_name(uint64_t ino) { return hex(ino) + ".ref"; }
-
 // "<chunk size> <floor> <base>"; the base may be empty (a chained copy).
-std::string ref_target(const ChunkMap& empty_map) {
+std::string ref_value(const ChunkMap& empty_map) {
   return std::to_string(empty_map.chunk_size()) + " " + std::to_string(empty_map.floor()) + " " +
          empty_map.base();
 }
 
-std::optional<ChunkMap> parse_ref_target(const std::string& target) {
+std::optional<ChunkMap> parse_ref_value(const std::string& target) {
   const size_t a = target.find(' ');
   const size_t b = a == std::string::npos ? a : target.find(' ', a + 1);
   if (b == std::string::npos) return std::nullopt;
@@ -118,10 +116,10 @@ Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, 
     if (bytes) {
       map = ChunkMap::parse(*bytes);
     } else if (bytes.error() == ENOENT) {
-      auto ref = sys::readlink_at(layer->chunks.get(), chunk_ref_name(ino).c_str());
-      if (!ref && ref.error() == ENOENT) continue;
+      auto ref = sys::get_xattr(data->get(), kChunkRefXattr);
+      if (!ref && ref.error() == ENODATA) continue;
       if (!ref) return Errno{ref.error()};
-      map = parse_ref_target(*ref);
+      map = parse_ref_value(*ref);
     } else {
       return Errno{bytes.error()};
     }
@@ -152,7 +150,9 @@ Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, 
   }
   if (cf->copies_.empty()) return Errno{EIO};
   cf->chunk_size_ = cf->copies_.front().map.chunk_size();
-  cf->recount();
+  // A checkpoint loads every chunked file the kernel knows of at once: their
+  // fds are opened again when one is used.
+  cf->close_fds();
   return cf;
 }
 
@@ -176,13 +176,17 @@ Status ChunkedFile::open_fds() {
                  : sys::open_beneath(base_layer_->root.get(), base_name_.c_str(), O_RDONLY);
     if (!b) return Errno{b.error()};
     base_ = b.take();
+    recount();
   }
-  for (auto& c : copies_) {
-    if (c.data.valid()) continue;
-    auto d = sys::open_at(c.layer->chunks.get(), chunk_data_name(ino_).c_str(), c.open_flags);
-    if (!d) return Errno{d.error()};
-    c.data = d.take();
-  }
+  for (auto& c : copies_) COWFS_TRY(open_copy(c));
+  return {};
+}
+
+Status ChunkedFile::open_copy(ChunkedCopy& c) {
+  if (c.data.valid()) return {};
+  auto d = sys::open_at(c.layer->chunks.get(), chunk_data_name(ino_).c_str(), c.open_flags);
+  if (!d) return Errno{d.error()};
+  c.data = d.take();
   recount();
   return {};
 }
@@ -355,12 +359,26 @@ Status ChunkedFile::writable_top() {
   return {};
 }
 
+Status ChunkedFile::save_top_map() {
+  std::lock_guard lock(mu_);
+  if (copies_.empty()) return Errno{EIO};
+  return save(copies_.front(), true);
+}
+
 Status ChunkedFile::flush(bool sync) {
   std::lock_guard lock(mu_);
-  if (sync) COWFS_TRY(open_fds());
   for (auto& c : copies_) {
     if (!c.dirty) continue;
-    if (sync) COWFS_TRY(sys::fsync_fd(c.data.get(), true));
+    if (sync && !c.data.valid()) {
+      // A checkpoint flushes every file at once: no fd is kept for it.
+      COWFS_TRY(open_copy(c));
+      Status s = sys::fsync_fd(c.data.get(), true);
+      c.data.reset();
+      recount();
+      COWFS_TRY(s);
+    } else if (sync) {
+      COWFS_TRY(sys::fsync_fd(c.data.get(), true));
+    }
     COWFS_TRY(save(c, sync));
   }
   return {};
@@ -368,12 +386,12 @@ Status ChunkedFile::flush(bool sync) {
 
 Status ChunkedFile::fsync(int io_fd, bool datasync) {
   std::lock_guard lock(mu_);
-  COWFS_TRY(open_fds());
   auto io = sys::stat_fd(io_fd);
   if (!io) return Errno{io.error()};
   bool io_synced = false;
   for (auto& c : copies_) {
     if (!c.dirty) continue;
+    COWFS_TRY(open_copy(c));
     auto st = sys::stat_fd(c.data.get());
     if (!st) return Errno{st.error()};
     const bool is_io = st->st_ino == io->st_ino && st->st_dev == io->st_dev;

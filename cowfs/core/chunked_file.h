@@ -79,6 +79,9 @@ class ChunkedFile {
   // Bytes the top copy holds in chunks (for reports).
   uint64_t top_chunk_bytes() const;
 
+  // Saves the top copy's map as a map file, durably, so that it no longer
+  // needs kChunkRefXattr (whose room a user's xattr may want).
+  Status save_top_map();
   // Closes every fd it holds; the next call that needs them reopens them.
   // Its fds count in Node::open_fds, and an overlay over its fd budget
   // calls this, but only while it holds the sole reference: the fds of a
@@ -95,6 +98,7 @@ class ChunkedFile {
   // Reopens what close_fds() closed; every entry point that uses an fd
   // calls it first.
   Status open_fds();
+  Status open_copy(ChunkedCopy& c);
   // Brings Node::open_fds in line with the fds held now.
   void recount();
   // An ordinary user's file made read-only loads with a read-only top fd;
@@ -121,11 +125,13 @@ std::string chunk_data_name(uint64_t ino);
 std::string chunk_map_name(uint64_t ino);
 std::string chunk_base_name(uint64_t ino);
 // A copy made without data (copy_up.h) has no map file yet: its first map,
-// which holds no chunk, is the target of the symlink chunks/<ino>.ref. A
-// symlink is metadata, committed in order with the rest of the copy.
-std::string chunk_ref_name(uint64_t ino);
-std::string ref_target(const ChunkMap& empty_map);
-std::optional<ChunkMap> parse_ref_target(const std::string& target);
+// which holds no chunk, is the value of this xattr of the copy itself:
+// metadata of the same inode, committed in order with the rest of it. One
+// fewer inode than a map file, which matters: creating an inode costs more
+// than everything else a rename does.
+inline constexpr const char* kChunkRefXattr = "user.cowfs.chunkref";
+std::string ref_value(const ChunkMap& empty_map);
+std::optional<ChunkMap> parse_ref_value(const std::string& value);
 
 // Writes map as chunks/<ino>.map of dirfd, atomically (aside, then rename).
 Status write_map_file(int chunks_dirfd, uint64_t ino, const ChunkMap& map, bool sync);

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cinttypes>
-#include <climits>
 #include <cstdio>
 #include <vector>
 
@@ -218,6 +217,7 @@ Status Overlay::copy_up(Node& node, CopyData data) {
   std::string tmp = temp_name();
   Status s;
   bool chunked = false;
+  std::string ref;  // a reference's first map, if it is one
   if (S_ISREG(st->st_mode)) {
     auto dst = sys::open_at(work_fd_, tmp.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
     if (!dst) return Errno{dst.error()};
@@ -230,7 +230,7 @@ Status Overlay::copy_up(Node& node, CopyData data) {
                           static_cast<uint64_t>(st->st_size) >= opts_.chunk_threshold;
     chunked = data != CopyData::kNothing && stack_.top()->chunks.valid() && by_chunk;
     if (chunked) {
-      s = copy_up_chunked(node, *st, tmp, *dst, data);
+      s = copy_up_chunked(node, *st, tmp, *dst, data, &ref);
     } else if (data != CopyData::kNothing && st->st_size > 0) {
       auto src = sys::reopen(node_fd, O_RDONLY);
       s = src ? copy_file_data(src->get(), dst->get(), st->st_size) : Status(Errno{src.error()});
@@ -279,6 +279,14 @@ Status Overlay::copy_up(Node& node, CopyData data) {
     s = sys::set_xattr(tfd.get(), kOriginXattr, std::to_string(node.ino), 0);
     if (s.ok() && multi_linked) {
       s = sys::set_xattr(tfd.get(), kLowerLinksXattr, std::to_string(lower_links), 0);
+    }
+    // Set last: the xattr the store would give up first for a user's one
+    // (Overlay::setxattr) is then the one that did not fit in the inode.
+    if (s.ok() && !ref.empty() && !sys::set_xattr(tfd.get(), kChunkRefXattr, ref, 0).ok()) {
+      // No room for it (a long base path): a map file does the same.
+      auto map = parse_ref_value(ref);
+      s = map ? write_map_file(stack_.top()->chunks.get(), node.ino, *map, true)
+              : Status(Errno{EIO});
     }
   }
   if (s.ok() && multi_linked) {
@@ -334,7 +342,7 @@ Result<std::string> path_below(int fd, int root_fd) {
 }  // namespace
 
 Status Overlay::copy_up_chunked(Node& node, const struct stat& st, const std::string& tmp,
-                                UniqueFd& dst, CopyData data) {
+                                UniqueFd& dst, CopyData data, std::string* ref) {
   const Layer& top = *stack_.top();
   COWFS_TRY(sys::truncate_fd(dst.get(), st.st_size));
   ChunkMap map(node.chunks ? node.chunks->chunk_size() : opts_.chunk_size,
@@ -359,13 +367,10 @@ Status Overlay::copy_up_chunked(Node& node, const struct stat& st, const std::st
       map.set_base("L" + std::to_string(node.layer->lower_index) + ":" + *rel);
     }
   }
-  const std::string ref = chunk_ref_name(node.ino);
-  (void)sys::unlink_at(top.chunks.get(), ref.c_str(), 0);
-  const std::string target = ref_target(map);
-  if (data == CopyData::kReference && target.size() < PATH_MAX) {
+  if (data == CopyData::kReference) {
     // A map file left by an earlier copy in this layer would win over it.
     (void)sys::unlink_at(top.chunks.get(), chunk_map_name(node.ino).c_str(), 0);
-    COWFS_TRY(sys::symlink_at(target.c_str(), top.chunks.get(), ref.c_str()));
+    *ref = ref_value(map);
   } else {
     COWFS_TRY(write_map_file(top.chunks.get(), node.ino, map, true));
   }

@@ -8,12 +8,11 @@
 // A copy-up that moves no data (a rename, a link, a change of mode, owner,
 // times or xattrs: CopyData::kReference) copies no bytes and syncs nothing:
 // the copy is a chunked file (chunked_file.h) holding no chunk yet, whose
-// first map is the target of a symlink (chunked_file.h, chunk_ref_name)
-// until a write saves a map file. All it is made of is metadata (inodes,
-// names, xattrs, a size), renamed into place last, so a journaling store
-// filesystem (ext4, XFS) commits it in order: after a crash there is no
-// copy, or a complete one. Kernel overlayfs's metacopy relies on the same
-// ordering.
+// first map is an xattr of its own (kChunkRefXattr) until a write saves a
+// map file. All it is made of is metadata (an inode, names, xattrs, a
+// size), renamed into place last, so a journaling store filesystem (ext4,
+// XFS) commits it in order: after a crash there is no copy, or a complete
+// one. Kernel overlayfs's metacopy relies on the same ordering.
 //
 // A regular file that has several names in a lower also gets an entry in
 // the top layer's index/ directory named by its origin, so that the other

@@ -774,13 +774,19 @@ Status Overlay::setxattr(uint64_t ino, const std::string& name, const std::strin
   std::unique_lock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
-  // The content comes along: a user's xattrs may fill the store's room
-  // for them, leaving none for a reference's own (copy_up.h).
-  COWFS_TRY(copy_up(*n));
+  COWFS_TRY(copy_up(*n, CopyData::kReference));
   auto bfd = xattr_path(*n);
   if (!bfd) return Errno{bfd.error()};
-  return sys::set_xattr_at_path(*bfd, xattr_names::to_store(name).c_str(), value, flags,
-                                S_ISLNK(n->type));
+  const std::string stored = xattr_names::to_store(name);
+  Status s = sys::set_xattr_at_path(*bfd, stored.c_str(), value, flags, S_ISLNK(n->type));
+  if (s.ok() || (s.error() != ENOSPC && s.error() != E2BIG) || !n->chunks) return s;
+  // The store's room for xattrs is full: a reference's own map gives way to
+  // a map file (copy_up.h), once.
+  auto ref = sys::get_xattr_at_path(*bfd, kChunkRefXattr, false);
+  if (!ref) return s;
+  COWFS_TRY(n->chunks->save_top_map());
+  COWFS_TRY(sys::remove_xattr_at_path(*bfd, kChunkRefXattr, false));
+  return sys::set_xattr_at_path(*bfd, stored.c_str(), value, flags, false);
 }
 
 Status Overlay::removexattr(uint64_t ino, const std::string& name) {

@@ -265,8 +265,10 @@ class Overlay {
   // Copy-up and top-layer helpers; all need tree_mu_ held exclusively.
   Result<int> top_dir(Node& dir);
   Status copy_up(Node& node, CopyData data = CopyData::kContent);
+  // Makes tmp a chunked copy of node; for a reference, leaves the first
+  // map's xattr value in *ref for copy_up to set last.
   Status copy_up_chunked(Node& node, const struct stat& st, const std::string& tmp, UniqueFd& tfd,
-                         CopyData data);
+                         CopyData data, std::string* ref);
   bool lower_has(Node& dir, const std::string& name) const;
   Result<struct stat> top_entry(Node& dir, const std::string& name);
   Status place(Node& dir, const std::string& name, const std::string& tmp_name);

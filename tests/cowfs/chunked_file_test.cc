@@ -15,19 +15,19 @@ constexpr uint32_t kChunk = 64 << 10;
 TEST(ChunkRef, RoundTripsAndRefusesDamage) {
   ChunkMap map(kChunk, 12345);
   map.set_base("L0:dir with spaces/f");
-  auto back = parse_ref_target(ref_target(map));
+  auto back = parse_ref_value(ref_value(map));
   ASSERT_TRUE(back);
   EXPECT_EQ(back->chunk_size(), kChunk);
   EXPECT_EQ(back->floor(), 12345u);
   EXPECT_EQ(back->base(), "L0:dir with spaces/f");
   EXPECT_EQ(back->count(), 0u);
-  auto chained = parse_ref_target(ref_target(ChunkMap(kChunk, 7)));
+  auto chained = parse_ref_value(ref_value(ChunkMap(kChunk, 7)));
   ASSERT_TRUE(chained);
   EXPECT_TRUE(chained->chained());
-  EXPECT_FALSE(parse_ref_target("65536 7"));
-  EXPECT_FALSE(parse_ref_target("65535 7 L0:f"));
-  EXPECT_FALSE(parse_ref_target("x 7 L0:f"));
-  EXPECT_FALSE(parse_ref_target(""));
+  EXPECT_FALSE(parse_ref_value("65536 7"));
+  EXPECT_FALSE(parse_ref_value("65535 7 L0:f"));
+  EXPECT_FALSE(parse_ref_value("x 7 L0:f"));
+  EXPECT_FALSE(parse_ref_value(""));
 }
 
 class ChunkedTest : public OverlayTest {
@@ -128,6 +128,15 @@ TEST_F(ChunkedTest, RenameMovesNoData) {
   remount();
   EXPECT_EQ(read("b/small"), small);
   EXPECT_EQ(read("b/big"), big);
+  // A user's xattr as big as the store allows still fits on a moved file.
+  const std::string big_value(4000, 'v');
+  Status set = overlay_->setxattr(*walk("b/small"), "user.big", big_value, 0);
+  ASSERT_TRUE(set.ok()) << std::strerror(set.error());
+  EXPECT_EQ(*overlay_->getxattr(*walk("b/small"), "user.big"), big_value);
+  EXPECT_EQ(read("b/small"), small);
+  remount();
+  EXPECT_EQ(read("b/small"), small);
+  EXPECT_EQ(*overlay_->getxattr(*walk("b/small"), "user.big"), big_value);
   // Written after the move: the data comes up then, by chunk.
   write("b/small", "XY", 100);
   small.replace(100, 2, "XY");
@@ -161,6 +170,9 @@ TEST_F(ChunkedTest, ManyMoreMovedFilesThanTheFdLimitAllowsStayReadable) {
     ASSERT_EQ(read("hashed/b" + std::to_string(i)), std::to_string(i)) << i;
   }
   EXPECT_LT(Node::open_fds.load(), 600);
+  // A checkpoint reloads every chunked file at once.
+  service_->checkpoint("moved");
+  EXPECT_EQ(read("hashed/b500"), "500");
   write("hashed/b7", "seven");
   EXPECT_EQ(read("hashed/b7"), "seven");
   remount();
