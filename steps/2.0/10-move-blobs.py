@@ -16,7 +16,8 @@ at any point only repeats work:
 
   1. hash the batch's old files and save the planned moves in the state
      file (write aside, rename);
-  2. rename each old file whose new name is not there yet;
+  2. rename each old file to its new name (identical files share one name,
+     so a rename may land on a blob already moved: same content);
   3. one transaction: point content.blob at the new names;
   4. save the state with the batch done.
 
@@ -70,25 +71,35 @@ def save_state(path, state):
 
 def sha256_file(path):
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    # Unbuffered: a buffered open asks whether the file is a terminal, one
+    # more round trip to a remote or FUSE blob store per blob.
+    with open(path, "rb", buffering=0) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
 def apply_moves(db, moves):
-    """Steps 2 and 3 of a batch; safe to repeat."""
+    """Steps 2 and 3 of a batch; safe to repeat.
+
+    Every check is left to the rename itself: on a blob store reached over
+    a network (or a FUSE snapshot) each stat is a round trip, and this loop
+    runs once per blob."""
+    made = set()
     for oid, old, new in moves:
         src, dst = os.path.join(BLOBS, old), os.path.join(BLOBS, new)
-        if os.path.exists(src):
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            if os.path.exists(dst):
-                os.unlink(src)  # same content, already moved under its hash
-            else:
-                os.rename(src, dst)
-        elif not os.path.exists(dst):
-            sys.exit(f"10-move-blobs: object {oid}: neither {src} nor {dst} exists; "
-                     "the blob store lost this blob")
+        parent = os.path.dirname(dst)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        try:
+            # Over a blob already moved under this hash (same content), the
+            # rename leaves the same file behind.
+            os.rename(src, dst)
+        except FileNotFoundError:
+            if not os.path.exists(dst):
+                sys.exit(f"10-move-blobs: object {oid}: neither {src} nor {dst} exists; "
+                         "the blob store lost this blob")
     db.execute("BEGIN IMMEDIATE")
     db.executemany("UPDATE content SET blob = ? WHERE id = ?",
                    [(new, oid) for oid, _, new in moves])
@@ -102,10 +113,11 @@ def plan_batch(db, after):
     moves = []
     for oid, old in rows:
         src = os.path.join(BLOBS, old)
-        if not os.path.exists(src):
+        try:
+            h = sha256_file(src)
+        except FileNotFoundError:
             sys.exit(f"10-move-blobs: object {oid} names blob {src}, which does not exist; "
                      "restore it in production (or clear content.blob) and rerun")
-        h = sha256_file(src)
         moves.append([oid, old, f"{h[0:2]}/{h[2:4]}/{h}.blob"])
     return moves
 
