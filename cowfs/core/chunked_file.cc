@@ -156,6 +156,8 @@ Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, 
   return cf;
 }
 
+ChunkedFile::ChunkedFile() { recent_.fill(UINT64_MAX); }
+
 ChunkedFile::~ChunkedFile() {
   std::lock_guard lock(mu_);
   Node::open_fds.fetch_sub(counted_fds_);
@@ -258,6 +260,7 @@ Status ChunkedFile::materialize(uint64_t chunk, off_t file_size) {
   }
   top.map.set(chunk);
   top.dirty = true;
+  recent_[recent_next_++ % recent_.size()] = chunk;
   return {};
 }
 
@@ -290,14 +293,19 @@ Result<std::vector<uint64_t>> ChunkedFile::prepare_write(const LayerPtr& top_lay
       map.set(c);
       copies_.front().dirty = true;
       claimed.push_back(c);
+      recent_[recent_next_++ % recent_.size()] = c;
     } else {
       if (!size) {
         auto st = sys::stat_fd(copies_.front().data.get());
         if (!st) return Errno{st.error()};
         size = st->st_size;
       }
+      auto recent = [&](uint64_t k) {
+        return std::find(recent_.begin(), recent_.end(), k) != recent_.end();
+      };
+      const bool follows = c >= 2 && recent(c - 1) && recent(c - 2);
       COWFS_TRY(materialize(c, *size));
-      if (c == last && c > 0 && map.has(c - 1)) COWFS_TRY(materialize_ahead(c, *size));
+      if (c == last && follows) COWFS_TRY(materialize_ahead(c, *size));
     }
   }
   return claimed;

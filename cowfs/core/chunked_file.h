@@ -15,6 +15,8 @@
 #include <fcntl.h>
 #include <sys/types.h>
 
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -46,7 +48,7 @@ struct ReadPiece {
 
 class ChunkedFile {
  public:
-  ChunkedFile() = default;
+  ChunkedFile();
   ChunkedFile(const ChunkedFile&) = delete;
   ChunkedFile& operator=(const ChunkedFile&) = delete;
   ~ChunkedFile();
@@ -90,8 +92,10 @@ class ChunkedFile {
 
  private:
   Status materialize(uint64_t chunk, off_t file_size);
-  // After a partial write into chunk, which follows a chunk the top already
-  // holds: copies up the next chunks as well (see kSequentialAhead).
+  // After a partial write into chunk, whose two predecessors the top gained
+  // lately (recent_: copied up, or claimed by a whole write): copies up the
+  // next chunks as well (kSequentialAhead). Scattered writes reach the
+  // daemon in file order too, but rarely three chunks in a row.
   Status materialize_ahead(uint64_t chunk, off_t file_size);
   Result<std::vector<ReadPiece>> plan_locked(off_t offset, size_t length, off_t file_size);
   Status save(ChunkedCopy& c, bool sync);
@@ -112,6 +116,8 @@ class ChunkedFile {
   LayerPtr base_layer_;              // null if the file had no base
   std::string base_name_;            // below base_layer_'s root, or in its chunks/
   long counted_fds_ = 0;             // GUARDED_BY(mu_)
+  std::array<uint64_t, 16> recent_;  // GUARDED_BY(mu_); UINT64_MAX: none
+  size_t recent_next_ = 0;           // GUARDED_BY(mu_)
   std::vector<UniqueFd> retired_;    // replaced top fds, kept open for read plans
   bool top_read_only_ = false;       // GUARDED_BY(mu_); see writable_top
   off_t base_size_ = 0;

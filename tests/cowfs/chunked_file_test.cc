@@ -85,16 +85,28 @@ TEST_F(ChunkedTest, SequentialSmallWritesCopyAhead) {
   remount();
   write("db", std::string(4096, 'x'), 0);
   const uint64_t one = top_bytes();
-  // The next chunk follows one the top holds: a front-to-back writer.
+  // Two neighbours are not yet a run: the kernel sends even scattered
+  // writes in file order, and some of them neighbour.
   write("db", std::string(4096, 'y'), kChunk);
+  const uint64_t two = top_bytes();
+  EXPECT_LE(two - one, kChunk + 4096);
+  // The third chunk in a row: a front-to-back writer.
+  write("db", std::string(4096, 'w'), 2 * kChunk);
   const uint64_t ahead = top_bytes();
-  EXPECT_GE(ahead - one, (1u << 20) + kChunk - 4096);
-  // A write elsewhere copies its chunk alone.
+  EXPECT_GE(ahead - two, (1u << 20) + kChunk - 4096);
+  // Writes elsewhere copy their chunk alone, in order or not.
   write("db", std::string(4096, 'z'), 7 << 20);
-  EXPECT_LE(top_bytes() - ahead, kChunk + 4096);
+  for (int i = 1; i <= 16; ++i) write("db", "r", static_cast<off_t>((2 * i + 40) * kChunk));
+  const uint64_t scattered = top_bytes();
+  EXPECT_LE(scattered - ahead, 17 * kChunk + 4096);
+  write("db", std::string(4096, 'z'), (7 << 20) + kChunk);
+  EXPECT_LE(top_bytes() - scattered, kChunk + 4096);
   big.replace(0, 4096, std::string(4096, 'x'));
   big.replace(kChunk, 4096, std::string(4096, 'y'));
+  big.replace(2 * kChunk, 4096, std::string(4096, 'w'));
   big.replace(7 << 20, 4096, std::string(4096, 'z'));
+  big.replace((7 << 20) + kChunk, 4096, std::string(4096, 'z'));
+  for (int i = 1; i <= 16; ++i) big[static_cast<size_t>((2 * i + 40) * kChunk)] = 'r';
   EXPECT_EQ(read("db"), big);
   remount();
   EXPECT_EQ(read("db"), big);
