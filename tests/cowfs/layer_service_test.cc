@@ -159,6 +159,27 @@ TEST_F(LayerServiceTest, CompactKeepsTheViewAndTheKeptCheckpoints) {
   EXPECT_EQ(view(), at_a);
 }
 
+TEST_F(LayerServiceTest, CompactKeepsMovedFilesReadingFromBelow) {
+  write_lower("flat/a", "a0");
+  write_lower("flat/b", "b0");
+  live();
+  ASSERT_TRUE(overlay_->mkdir(kRootIno, "moved", 0755, me_));
+  ASSERT_TRUE(overlay_->rename(dir("flat"), "a", dir("moved"), "a", 0).ok());
+  service_->checkpoint("A");
+  ASSERT_TRUE(overlay_->rename(dir("flat"), "b", dir("moved"), "b", 0).ok());
+  service_->checkpoint("B");
+  create("", "top", "t");
+  const std::string now = view();
+  service_->compact({});
+  EXPECT_EQ(view(), now);
+  EXPECT_EQ(read("moved/a"), "a0");
+  EXPECT_EQ(read("moved/b"), "b0");
+  mount();
+  EXPECT_EQ(view(), now);
+  write("moved/b", "b1");
+  EXPECT_EQ(read("moved/b"), "b1");
+}
+
 TEST_F(LayerServiceTest, OfflineCommandsMatchLiveOnes) {
   write_lower("f", "f0");
   live();
