@@ -175,6 +175,10 @@ StoreDiff CowfsCli::diff(const std::optional<std::string>& from,
   fill((*v)["added"], d.added);
   fill((*v)["changed"], d.changed);
   fill((*v)["deleted"], d.deleted);
+  d.bytes = (*v)["bytes"].as_int();
+  for (const auto& e : (*v)["renamed"].items) {
+    d.renamed.emplace_back(e["from"].as_string(), e["to"].as_string());
+  }
   return d;
 }
 

@@ -14,6 +14,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace rehearse {
@@ -40,6 +41,8 @@ struct DiffEntry {
 
 struct StoreDiff {
   std::vector<DiffEntry> added, changed, deleted;
+  std::vector<std::pair<std::string, std::string>> renamed;  // from, to
+  int64_t bytes = 0;  // what the changes hold in the store, renamed files included
 };
 
 class Mounter {

@@ -115,7 +115,7 @@ fresh_workspace() {
   "$REHEARSE" -C "$WS" plan
 }
 
-# The last line of `rehearse diff [V]`: "N added, N changed, N deleted; B bytes ...".
+# The last line of `rehearse diff [V]`: "N added, N changed, N deleted, N renamed; B bytes ...".
 diff_summary() {
   local out
   if out=$("$REHEARSE" -C "$WS" diff ${1:+"$1"}); then

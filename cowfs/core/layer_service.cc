@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 
 #include "cowfs/core/compact.h"
 #include "cowfs/sys/syscalls.h"
@@ -451,23 +452,48 @@ std::string LayerService::diff(const std::string& from, const std::string& to, b
     }
     ++n;
   };
+  // What a change costs in the store: for a file copied up by chunk, only
+  // the chunks it holds; for a reference (a moved file), nothing.
+  auto held = [](const struct stat& st) {
+    return std::min<long long>(st.st_size, static_cast<long long>(st.st_blocks) * 512);
+  };
+  struct Named {
+    std::string path;
+    struct stat st;
+  };
+  std::vector<Named> appeared, gone;
   for (const auto& [p, parts] : paths) {
     auto b = before ? resolve_path(*before, parts) : std::nullopt;
     auto a = resolve_path(after, parts);
     if (a && S_ISDIR(a->st_mode)) continue;  // a directory's files speak for it
     if (a && !b) {
-      item(added, n_added, p, "A", a->st_size);
-      bytes += static_cast<uint64_t>(a->st_size);
+      appeared.push_back({p, *a});
     } else if (a && b) {
-      // What the change costs in the store: for a file copied up by chunk,
-      // only the chunks it holds.
-      const long long held =
-          std::min<long long>(a->st_size, static_cast<long long>(a->st_blocks) * 512);
-      item(changed, n_changed, p, "M", held);
-      bytes += static_cast<uint64_t>(held);
+      item(changed, n_changed, p, "M", held(*a));
+      bytes += static_cast<uint64_t>(held(*a));
     } else if (!a && b) {
-      item(deleted, n_deleted, S_ISDIR(b->st_mode) ? p + "/" : p, "D", -1);
+      gone.push_back({S_ISDIR(b->st_mode) ? p + "/" : p, *b});
     }
+  }
+  // A regular file that lost one name and has another was renamed: st_ino
+  // is the same on both sides (it survives copy-up).
+  std::unordered_map<ino_t, size_t> gone_by_ino;
+  for (size_t i = 0; i < gone.size(); ++i) {
+    if (S_ISREG(gone[i].st.st_mode)) gone_by_ino.emplace(gone[i].st.st_ino, i);
+  }
+  std::vector<bool> matched(gone.size(), false);
+  for (const auto& a : appeared) {
+    auto it = S_ISREG(a.st.st_mode) ? gone_by_ino.find(a.st.st_ino) : gone_by_ino.end();
+    if (it != gone_by_ino.end() && !matched[it->second]) {
+      matched[it->second] = true;
+      renamed.emplace_back(gone[it->second].path, a.path);
+    } else {
+      item(added, n_added, a.path, "A", held(a.st));
+    }
+    bytes += static_cast<uint64_t>(held(a.st));
+  }
+  for (size_t i = 0; i < gone.size(); ++i) {
+    if (!matched[i]) item(deleted, n_deleted, gone[i].path, "D", -1);
   }
   std::ostringstream out;
   if (json) {
@@ -481,8 +507,8 @@ std::string LayerService::diff(const std::string& from, const std::string& to, b
   } else {
     for (const auto& [f, t] : renamed) out << "R " << f << " -> " << t << "\n";
     out << added.str() << changed.str() << deleted.str();
-    out << n_added << " added, " << n_changed << " changed, " << n_deleted << " deleted, " << bytes
-        << " bytes\n";
+    out << n_added << " added, " << n_changed << " changed, " << n_deleted << " deleted, "
+        << renamed.size() << " renamed, " << bytes << " bytes\n";
   }
   return out.str();
 }

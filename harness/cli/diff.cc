@@ -1,5 +1,5 @@
-// rehearse diff [V]: files added, changed and deleted by increment V, or by
-// the whole rehearsal.
+// rehearse diff [V]: files added, changed, deleted and renamed by increment
+// V, or by the whole rehearsal.
 #include <iostream>
 
 #include "harness/cli/cli.h"
@@ -49,28 +49,30 @@ int run_diff(const Globals& g, const DiffOptions& o) {
         }
         return json::array(items);
       };
+      auto renamed = [&] {
+        std::vector<std::string> items;
+        for (const auto& [f, t] : d.renamed)
+          items.push_back(json::Object().add("from", f).add("to", t).str());
+        return json::array(items);
+      };
       std::cout << json::Object()
                        .add("from", from.value_or(""))
                        .add("to", to.value_or(""))
                        .add_raw("added", list(d.added, true))
                        .add_raw("changed", list(d.changed, true))
                        .add_raw("deleted", list(d.deleted, false))
+                       .add_raw("renamed", renamed())
                        .str()
                 << "\n";
       return 0;
     }
-    int64_t bytes = 0;
-    for (const auto& e : d.added) {
-      std::cout << "+ " << e.path << " (" << e.bytes << " bytes)\n";
-      bytes += e.bytes;
-    }
-    for (const auto& e : d.changed) {
-      std::cout << "~ " << e.path << " (" << e.bytes << " bytes)\n";
-      bytes += e.bytes;
-    }
+    for (const auto& e : d.added) std::cout << "+ " << e.path << " (" << e.bytes << " bytes)\n";
+    for (const auto& e : d.changed) std::cout << "~ " << e.path << " (" << e.bytes << " bytes)\n";
     for (const auto& e : d.deleted) std::cout << "- " << e.path << "\n";
+    for (const auto& [f, t] : d.renamed) std::cout << "R " << f << " -> " << t << "\n";
     std::cout << d.added.size() << " added, " << d.changed.size() << " changed, "
-              << d.deleted.size() << " deleted; " << bytes << " bytes written "
+              << d.deleted.size() << " deleted, " << d.renamed.size() << " renamed; " << d.bytes
+              << " bytes written "
               << (to ? "by " + o.version : std::string("by the whole rehearsal")) << "\n";
     return 0;
   });

@@ -211,6 +211,29 @@ TEST_F(LayerServiceTest, DiffNamesAddedChangedAndDeletedFiles) {
   EXPECT_EQ(since_a.find("\"path\":\"f\""), std::string::npos) << since_a;
 }
 
+TEST_F(LayerServiceTest, DiffNamesMovedFilesRenamedAndCountsWhatTheyHold) {
+  write_lower("flat/a", std::string(100000, 'a'));
+  write_lower("flat/b", "b0");
+  live();
+  service_->checkpoint("A");
+  ASSERT_TRUE(overlay_->mkdir(kRootIno, "moved", 0755, me_));
+  ASSERT_TRUE(overlay_->rename(dir("flat"), "a", dir("moved"), "a", 0).ok());
+  ASSERT_TRUE(overlay_->unlink(dir("flat"), "b").ok());
+  std::string d = service_->diff("A", "", true);
+  EXPECT_NE(d.find("\"renamed\":[{\"from\":\"flat/a\",\"to\":\"moved/a\"}]"), std::string::npos)
+      << d;
+  EXPECT_NE(d.find("\"added\":[]"), std::string::npos) << d;
+  EXPECT_NE(d.find("\"deleted\":[{\"path\":\"flat/b\"}]"), std::string::npos) << d;
+  // A reference holds none of the file's 100,000 bytes (at most a block
+  // for its xattrs).
+  const size_t at = d.find("\"bytes\":");
+  ASSERT_NE(at, std::string::npos) << d;
+  EXPECT_LE(std::stoll(d.substr(at + 8)), 4096) << d;
+  std::string text = service_->diff("A", "", false);
+  EXPECT_NE(text.find("R flat/a -> moved/a\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("0 added, 0 changed, 1 deleted, 1 renamed, "), std::string::npos) << text;
+}
+
 // Directory fds closed for the fd budget are reopened through the parent's
 // part of the same layer, also when parent and child were resolved on
 // either side of a checkpoint (and so hold different objects for it).

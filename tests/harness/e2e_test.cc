@@ -68,8 +68,10 @@ TEST_F(RehearseE2E, FullRun) {
   CliResult d = rehearse({"diff", "1.1", "--json"});
   ASSERT_EQ(d.exit_code, 0) << d.describe();
   auto diff = parse(d.out);
-  EXPECT_GE(diff["added"].items.size(), static_cast<size_t>(kBlobs)) << d.out.substr(0, 500);
-  EXPECT_GE(diff["deleted"].items.size(), static_cast<size_t>(kBlobs));
+  // The step moves every blob: renamed, neither added nor deleted.
+  EXPECT_EQ(diff["renamed"].items.size(), static_cast<size_t>(kBlobs)) << d.out.substr(0, 500);
+  EXPECT_EQ(diff["added"].items.size(), 0u) << d.out.substr(0, 500);
+  EXPECT_EQ(diff["deleted"].items.size(), 0u) << d.out.substr(0, 500);
   CliResult h = rehearse({"history", "--json"});
   auto hist = parse(h.out);
   ASSERT_EQ(hist["runs"].items.size(), 1u);

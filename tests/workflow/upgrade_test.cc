@@ -65,7 +65,7 @@ TEST(DemoUpgrade, HundredThousandObjectsPassTheirVerificationThroughTheMount) {
   // 10,000 entries: more than 64 KiB of `cowfs diff --json`.
   RunResult d = rehearse(ws, {"diff", "2.0"});
   EXPECT_EQ(d.exit_code, 0) << d.describe();
-  EXPECT_TRUE(contains(d.out, "5000 added")) << tail(d.out);
+  EXPECT_TRUE(contains(d.out, "5000 renamed")) << tail(d.out);
 
   RunResult um = rehearse(ws, {"umount"});
   EXPECT_EQ(um.exit_code, 0) << um.describe();
