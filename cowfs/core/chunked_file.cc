@@ -260,7 +260,7 @@ Status ChunkedFile::materialize(uint64_t chunk, off_t file_size) {
   }
   top.map.set(chunk);
   top.dirty = true;
-  recent_[recent_next_++ % recent_.size()] = chunk;
+  note_gained(chunk);
   return {};
 }
 
@@ -293,17 +293,14 @@ Result<std::vector<uint64_t>> ChunkedFile::prepare_write(const LayerPtr& top_lay
       map.set(c);
       copies_.front().dirty = true;
       claimed.push_back(c);
-      recent_[recent_next_++ % recent_.size()] = c;
+      note_gained(c);
     } else {
       if (!size) {
         auto st = sys::stat_fd(copies_.front().data.get());
         if (!st) return Errno{st.error()};
         size = st->st_size;
       }
-      auto recent = [&](uint64_t k) {
-        return std::find(recent_.begin(), recent_.end(), k) != recent_.end();
-      };
-      const bool follows = c >= 2 && recent(c - 1) && recent(c - 2);
+      const bool follows = c >= 2 && gained_lately(c - 1) && gained_lately(c - 2);
       COWFS_TRY(materialize(c, *size));
       if (c == last && follows) COWFS_TRY(materialize_ahead(c, *size));
     }
@@ -320,6 +317,12 @@ namespace {
 constexpr uint64_t kSequentialAhead = 1 << 20;
 
 }  // namespace
+
+void ChunkedFile::note_gained(uint64_t chunk) { recent_[recent_next_++ % recent_.size()] = chunk; }
+
+bool ChunkedFile::gained_lately(uint64_t chunk) const {
+  return std::find(recent_.begin(), recent_.end(), chunk) != recent_.end();
+}
 
 Status ChunkedFile::materialize_ahead(uint64_t chunk, off_t file_size) {
   const uint64_t cs = chunk_size_;

@@ -97,6 +97,8 @@ class ChunkedFile {
   // next chunks as well (kSequentialAhead). Scattered writes reach the
   // daemon in file order too, but rarely three chunks in a row.
   Status materialize_ahead(uint64_t chunk, off_t file_size);
+  void note_gained(uint64_t chunk);
+  bool gained_lately(uint64_t chunk) const;
   Result<std::vector<ReadPiece>> plan_locked(off_t offset, size_t length, off_t file_size);
   Status save(ChunkedCopy& c, bool sync);
   // Reopens what close_fds() closed; every entry point that uses an fd

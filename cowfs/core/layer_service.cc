@@ -453,7 +453,8 @@ std::string LayerService::diff(const std::string& from, const std::string& to, b
     ++n;
   };
   // What a change costs in the store: for a file copied up by chunk, only
-  // the chunks it holds; for a reference (a moved file), nothing.
+  // the chunks it holds; for a reference (a moved file), at most the block
+  // its xattrs take.
   auto held = [](const struct stat& st) {
     return std::min<long long>(st.st_size, static_cast<long long>(st.st_blocks) * 512);
   };
