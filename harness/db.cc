@@ -122,21 +122,60 @@ void Transaction::commit() {
   done_ = true;
 }
 
+namespace {
+
+// The modes a batched step leaves for WAL and returns to; MEMORY and OFF
+// are someone's deliberate choice, and WAL is already what it wants.
+bool is_rollback_journal(const std::string& mode) {
+  return mode == "delete" || mode == "truncate" || mode == "persist";
+}
+
+}  // namespace
+
 BatchMode::BatchMode(Db& db) : db_(db) {
-  if (db_.query_text("PRAGMA journal_mode") != "delete") return;
+  const std::string mode = db_.query_text("PRAGMA journal_mode").value_or("");
+  std::optional<std::string> before;
+  if (mode == "wal" && db_.has_table("_rehearse_batch_mode")) {
+    // A batched step was stopped before it could switch back.
+    before = db_.query_text("SELECT journal_mode FROM _rehearse_batch_mode");
+  } else if (is_rollback_journal(mode)) {
+    // Recorded first, so that a kill in WAL mode is switched back by the
+    // step's resumption.
+    Transaction t(db_);
+    db_.exec(
+        "CREATE TABLE IF NOT EXISTS _rehearse_batch_mode(journal_mode TEXT NOT NULL);"
+        "DELETE FROM _rehearse_batch_mode");
+    auto ins = db_.prepare("INSERT INTO _rehearse_batch_mode VALUES(?)");
+    ins.bind(1, mode);
+    ins.step();
+    t.commit();
+    before = mode;
+  }
+  if (!before || !is_rollback_journal(*before)) return;
+  synchronous_ = db_.query_int("PRAGMA synchronous").value_or(2);
+  // Holding the lock before entering WAL keeps the WAL index in memory: no
+  // -shm file, which a network mount may not map.
   db_.exec("PRAGMA locking_mode=EXCLUSIVE");
-  db_.exec("PRAGMA journal_mode=PERSIST");
-  switched_ = true;
+  if (db_.query_text("PRAGMA journal_mode=WAL") != "wal") {
+    db_.exec("PRAGMA locking_mode=NORMAL; DELETE FROM _rehearse_batch_mode");
+    return;
+  }
+  db_.exec("PRAGMA synchronous=NORMAL");
+  restore_ = *before;
 }
 
 BatchMode::~BatchMode() {
-  if (!switched_) return;
-  // NORMAL lets the lock go at the next access, which the read below is;
-  // back in DELETE mode the kept journal is removed.
-  sqlite3_exec(db_.raw(),
-               "PRAGMA locking_mode=NORMAL; PRAGMA journal_mode=DELETE; "
-               "SELECT count(*) FROM sqlite_master",
-               nullptr, nullptr, nullptr);
+  if (restore_.empty()) return;
+  try {
+    db_.exec("PRAGMA synchronous=" + std::to_string(synchronous_));
+    // Out of WAL first: a connection that entered it holding the lock
+    // cannot let go before. The switch checkpoints and syncs the database.
+    if (db_.query_text("PRAGMA journal_mode=" + restore_) != restore_) return;
+    // The write lets the lock go (NORMAL applies at the next access).
+    db_.exec("PRAGMA locking_mode=NORMAL; DELETE FROM _rehearse_batch_mode");
+  } catch (const DbError&) {
+    // Left in WAL with the record: the step's next run switches back.
+  }
 }
 
 }  // namespace rehearse

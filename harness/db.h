@@ -88,13 +88,17 @@ class Transaction {
   bool done_ = false;
 };
 
-// For a run of many small transactions by one writer (a batched step):
-// holds the database's lock for the whole run and keeps one rollback journal
-// open instead of creating, syncing the directory of and deleting one per
-// transaction. Durability is unchanged (every commit still syncs the journal
-// and the database); other connections wait until the guard is gone. Only a
-// database in the default journal mode (DELETE) is switched, and switched
-// back; WAL and the others are left as they are.
+// For a run of many small transactions by one writer (a batched step): the
+// database in WAL mode with synchronous=NORMAL, its lock held throughout.
+// A commit then appends to the WAL without a sync; the WAL is synced at each
+// checkpoint (every ~1000 pages) and when the guard switches back. A killed
+// process loses nothing committed; a crash of the machine (or of cowfs) may
+// lose the last commits before a checkpoint, each whole with its cursor, so
+// a resumed step redoes them. Other connections wait until the guard is
+// gone. Only a database in a rollback-journal mode (DELETE, TRUNCATE,
+// PERSIST) is switched, and switched back; the mode it had is recorded in
+// the database (_rehearse_batch_mode) first, so that the next guard on a
+// database left in WAL by a kill switches it back.
 class BatchMode {
  public:
   explicit BatchMode(Db& db);
@@ -104,7 +108,8 @@ class BatchMode {
 
  private:
   Db& db_;
-  bool switched_ = false;
+  std::string restore_;  // the journal mode to return to; empty: none
+  int64_t synchronous_ = 2;
 };
 
 }  // namespace rehearse

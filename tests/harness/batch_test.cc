@@ -1,5 +1,7 @@
 // Batch windowing and the batched runner on a real SQLite file (no mount).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -136,10 +138,16 @@ TEST_F(BatchRunner, ResumesAtTheCursorWithoutRedoingBatches) {
 TEST_F(BatchRunner, LeavesTheJournalModeAsItWas) {
   StepResult r = run_batch_step(step_, env_);
   ASSERT_EQ(r.outcome, Outcome::kDone) << r.error;
+  EXPECT_FALSE(std::filesystem::exists(db_path_ + "-wal"));
   EXPECT_FALSE(std::filesystem::exists(db_path_ + "-journal"));
   Db db = Db::open(db_path_, false);
   EXPECT_EQ(db.query_text("PRAGMA journal_mode"), "delete");
   EXPECT_EQ(*db.query_int("SELECT count(*) FROM batch_log"), 10);
+  EXPECT_EQ(*db.query_int("SELECT count(*) FROM _rehearse_batch_mode"), 0);
+  // The other rollback modes are a connection's setting, and come back too.
+  db.exec("PRAGMA journal_mode=TRUNCATE");
+  { BatchMode mode(db); }
+  EXPECT_EQ(db.query_text("PRAGMA journal_mode"), "truncate");
 }
 
 // Whether another connection can read the database right now.
@@ -154,22 +162,52 @@ bool readable_by_another(const std::string& path) {
   }
 }
 
-TEST_F(BatchRunner, BatchModeHoldsTheDatabaseAndKeepsOneJournal) {
+TEST_F(BatchRunner, BatchModeHoldsTheDatabaseInWalMode) {
   Db db = Db::open(db_path_, false);
   {
     BatchMode mode(db);
+    EXPECT_EQ(db.query_text("PRAGMA journal_mode"), "wal");
+    EXPECT_EQ(*db.query_int("PRAGMA synchronous"), 1);  // NORMAL
     for (int i = 0; i < 2; ++i) {
       Transaction t(db);
       db.exec("UPDATE t SET v = v + 1 WHERE id <= 10");
       t.commit();
-      EXPECT_TRUE(std::filesystem::exists(db_path_ + "-journal")) << "commit " << i;
+      EXPECT_TRUE(std::filesystem::exists(db_path_ + "-wal")) << "commit " << i;
+      // The lock was held on entering WAL: the WAL index is in memory.
+      EXPECT_FALSE(std::filesystem::exists(db_path_ + "-shm")) << "commit " << i;
       EXPECT_FALSE(readable_by_another(db_path_)) << "commit " << i;
     }
   }
-  EXPECT_FALSE(std::filesystem::exists(db_path_ + "-journal"));
+  EXPECT_FALSE(std::filesystem::exists(db_path_ + "-wal"));
   EXPECT_EQ(db.query_text("PRAGMA journal_mode"), "delete");
+  EXPECT_EQ(*db.query_int("PRAGMA synchronous"), 2);
   EXPECT_TRUE(readable_by_another(db_path_));
   EXPECT_EQ(*db.query_int("SELECT sum(v) FROM t"), 20);
+}
+
+TEST_F(BatchRunner, BatchModeSwitchesBackADatabaseAKillLeftInWal) {
+  // The child commits in batch mode and dies without its destructors, as a
+  // kill -9 would leave it.
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    Db db = Db::open(db_path_, false);
+    BatchMode mode(db);
+    db.exec("UPDATE t SET v = 7 WHERE id <= 10");
+    ::_exit(db.query_text("PRAGMA journal_mode") == "wal" ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  Db db = Db::open(db_path_, false);
+  EXPECT_EQ(db.query_text("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(*db.query_int("SELECT sum(v) FROM t"), 70);  // the commit survived the kill
+  EXPECT_EQ(db.query_text("SELECT journal_mode FROM _rehearse_batch_mode"), "delete");
+  { BatchMode mode(db); }
+  EXPECT_EQ(db.query_text("PRAGMA journal_mode"), "delete");
+  EXPECT_EQ(*db.query_int("SELECT count(*) FROM _rehearse_batch_mode"), 0);
+  EXPECT_FALSE(std::filesystem::exists(db_path_ + "-wal"));
+  EXPECT_EQ(*db.query_int("SELECT sum(v) FROM t"), 70);
 }
 
 TEST_F(BatchRunner, BatchModeLeavesAWalDatabaseAlone) {
@@ -181,8 +219,10 @@ TEST_F(BatchRunner, BatchModeLeavesAWalDatabaseAlone) {
     db.exec("UPDATE t SET v = v + 1");
     t.commit();
     EXPECT_TRUE(readable_by_another(db_path_));
+    EXPECT_EQ(*db.query_int("PRAGMA synchronous"), 2);
   }
   EXPECT_EQ(db.query_text("PRAGMA journal_mode"), "wal");
+  EXPECT_FALSE(db.has_table("_rehearse_batch_mode"));
 }
 
 TEST_F(BatchRunner, StopFlagInterruptsBeforeTheNextBatch) {
