@@ -91,7 +91,7 @@ class Transaction {
 // For a run of many small transactions by one writer (a batched step): the
 // database in WAL mode with synchronous=NORMAL, its lock held throughout.
 // A commit then appends to the WAL without a sync; the WAL is synced at each
-// checkpoint (every ~1000 pages) and when the guard switches back. A killed
+// checkpoint (every 16,384 pages) and when the guard switches back. A killed
 // process loses nothing committed; a crash of the machine (or of cowfs) may
 // lose the last commits before a checkpoint, each whole with its cursor, so
 // a resumed step redoes them. Other connections wait until the guard is

@@ -168,6 +168,7 @@ TEST_F(BatchRunner, BatchModeHoldsTheDatabaseInWalMode) {
     BatchMode mode(db);
     EXPECT_EQ(db.query_text("PRAGMA journal_mode"), "wal");
     EXPECT_EQ(*db.query_int("PRAGMA synchronous"), 1);  // NORMAL
+    EXPECT_GT(*db.query_int("PRAGMA wal_autocheckpoint"), 1000);
     for (int i = 0; i < 2; ++i) {
       Transaction t(db);
       db.exec("UPDATE t SET v = v + 1 WHERE id <= 10");
