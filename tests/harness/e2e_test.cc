@@ -129,6 +129,9 @@ TEST_F(RehearseE2E, KillDuringABatchedStepResumesWithoutRedoingBatches) {
   auto st = parse(status_json());
   EXPECT_EQ(st["in_progress"].as_string(), "1.1");
   EXPECT_EQ(st["version"].as_string(), "1.0");
+  // Killed in the batched step's WAL mode, with the mode to return to.
+  EXPECT_EQ(query("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(query("SELECT journal_mode FROM _rehearse_batch_mode"), "delete");
 
   CliResult r = rehearse({"run", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
@@ -148,6 +151,9 @@ TEST_F(RehearseE2E, KillDuringABatchedStepResumesWithoutRedoingBatches) {
             std::to_string(windows));
   EXPECT_EQ(query("SELECT count(*) FROM content WHERE words = length(body)"),
             std::to_string(kRows));
+  // The resumed step switched the database back.
+  EXPECT_EQ(query("PRAGMA journal_mode"), "delete");
+  EXPECT_FALSE(std::filesystem::exists(mnt("data/app.db-wal")));
 }
 
 TEST_F(RehearseE2E, EditedStepRewindsAndRerunsFromItsIncrement) {
