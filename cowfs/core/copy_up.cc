@@ -113,15 +113,20 @@ Status copy_file_data(int src_fd, int dst_fd, off_t size) {
 
 Status copy_metadata(int src_path_fd, const struct stat& src, int dirfd, const char* name,
                      bool privileged, bool from_store) {
-  const bool is_link = S_ISLNK(src.st_mode);
   auto dst = sys::open_at(dirfd, name, O_PATH | O_NOFOLLOW);
   if (!dst) return Errno{dst.error()};
+  return copy_metadata_to(src_path_fd, src, dst->get(), privileged, from_store);
+}
+
+Status copy_metadata_to(int src_path_fd, const struct stat& src, int dst_path_fd, bool privileged,
+                        bool from_store) {
+  const bool is_link = S_ISLNK(src.st_mode);
   if (privileged) {
-    COWFS_TRY(sys::chown_fd(dst->get(), src.st_uid, src.st_gid));
+    COWFS_TRY(sys::chown_fd(dst_path_fd, src.st_uid, src.st_gid));
   }
   if (!is_link) {
     // After chown, which clears set-id bits.
-    COWFS_TRY(sys::chmod_fd(dst->get(), src.st_mode & 07777));
+    COWFS_TRY(sys::chmod_fd(dst_path_fd, src.st_mode & 07777));
   }
   auto names = sys::list_xattr(src_path_fd, is_link);
   if (names) {
@@ -135,14 +140,16 @@ Status copy_metadata(int src_path_fd, const struct stat& src, int dirfd, const c
         continue;
       }
       const std::string stored = from_store ? n : xattr_names::to_store(n);
-      Status s = sys::set_xattr(dst->get(), stored.c_str(), *value, 0, is_link);
+      Status s = sys::set_xattr(dst_path_fd, stored.c_str(), *value, 0, is_link);
       // A store filesystem without some namespace (e.g. security.*) loses
       // only that attribute; say so instead of failing the write.
       if (!s.ok() && s.error() != ENOTSUP && s.error() != EPERM) return s;
     }
   }
   struct timespec times[2] = {src.st_atim, src.st_mtim};
-  if (::utimensat(dirfd, name, times, AT_SYMLINK_NOFOLLOW) < 0) return Errno{errno};
+  if (::utimensat(dst_path_fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+    return Errno{errno};
+  }
   return {};
 }
 
@@ -158,15 +165,14 @@ Result<int> Overlay::top_dir(Node& dir) {
 
   std::string tmp = temp_name();
   COWFS_TRY(sys::mkdir_at(work_fd_, tmp.c_str(), 0700));
-  Status s = copy_metadata(*below, *st, work_fd_, tmp.c_str(), opts_.is_root,
-                           dir.parts.front().layer->in_store());
-  if (s.ok()) {
-    auto tfd = sys::open_at(work_fd_, tmp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
-    if (!tfd) {
-      s = Errno{tfd.error()};
-    } else {
-      s = sys::set_xattr(tfd->get(), kOriginXattr, std::to_string(dir.ino), 0);
-    }
+  Status s;
+  auto tfd = sys::open_at(work_fd_, tmp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+  if (!tfd) {
+    s = Errno{tfd.error()};
+  } else {
+    s = copy_metadata_to(*below, *st, tfd->get(), opts_.is_root,
+                         dir.parts.front().layer->in_store());
+    if (s.ok()) s = sys::set_xattr(tfd->get(), kOriginXattr, std::to_string(dir.ino), 0);
   }
   auto parent_times = sys::stat_fd(*ptop);
   if (s.ok()) s = sys::rename_at(work_fd_, tmp.c_str(), *ptop, dir.name.c_str(), RENAME_NOREPLACE);
@@ -244,9 +250,6 @@ Status Overlay::copy_up(Node& node, CopyData data) {
   } else {
     s = sys::mknod_at(work_fd_, tmp.c_str(), st->st_mode, st->st_rdev);
   }
-  if (s.ok()) {
-    s = copy_metadata(node_fd, *st, work_fd_, tmp.c_str(), opts_.is_root, node.layer->in_store());
-  }
   UniqueFd tfd;
   if (s.ok()) {
     auto fd = sys::open_at(work_fd_, tmp.c_str(), O_PATH | O_NOFOLLOW);
@@ -255,6 +258,9 @@ Status Overlay::copy_up(Node& node, CopyData data) {
     } else {
       s = Errno{fd.error()};
     }
+  }
+  if (s.ok()) {
+    s = copy_metadata_to(node_fd, *st, tfd.get(), opts_.is_root, node.layer->in_store());
   }
   // A file with several lower names, or the copy of one (lower_links >= 0):
   // each layer's copy is found by its other names through that layer's index.
@@ -375,8 +381,13 @@ Status Overlay::copy_up_chunked(Node& node, const struct stat& st, const std::st
     COWFS_TRY(write_map_file(top.chunks.get(), node.ino, map, true));
   }
   const std::string name = chunk_data_name(node.ino);
-  (void)sys::unlink_at(top.chunks.get(), name.c_str(), 0);
-  COWFS_TRY(sys::link_at(work_fd_, tmp.c_str(), top.chunks.get(), name.c_str(), 0));
+  Status linked = sys::link_at(work_fd_, tmp.c_str(), top.chunks.get(), name.c_str(), 0);
+  if (!linked.ok() && linked.error() == EEXIST) {
+    // Left by an earlier copy in this layer that lost its name since.
+    (void)sys::unlink_at(top.chunks.get(), name.c_str(), 0);
+    linked = sys::link_at(work_fd_, tmp.c_str(), top.chunks.get(), name.c_str(), 0);
+  }
+  COWFS_TRY(linked);
   return sys::set_xattr(dst.get(), kChunkedXattr, "1", 0);
 }
 

@@ -172,6 +172,8 @@ Result<std::vector<std::string>> list_xattr_at_path(const std::string& p, bool i
     ssize_t n =
         is_symlink ? ::llistxattr(p.c_str(), nullptr, 0) : ::listxattr(p.c_str(), nullptr, 0);
     if (n < 0) return last_errno();
+    // Most files have none: no second call per copy-up for them.
+    if (n == 0) return std::vector<std::string>{};
     std::string buf(static_cast<size_t>(n), '\0');
     ssize_t m = is_symlink ? ::llistxattr(p.c_str(), buf.data(), buf.size())
                            : ::listxattr(p.c_str(), buf.data(), buf.size());
