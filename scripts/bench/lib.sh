@@ -60,9 +60,9 @@ build_binaries() {
 # error or Ctrl-C) can undo exactly ours, newest first.
 setup_tmp() {
   local free_gb
-  free_gb=$(df -P --block-size=1G /var/tmp | awk 'NR==2 {print $4}')
-  ((free_gb >= NEED_GB)) || die "need ${NEED_GB} GiB free in /var/tmp, have ${free_gb}"
-  TMP=$(mktemp -d /var/tmp/cowfs-bench.XXXXXX)
+  free_gb=$(df -P --block-size=1G "$SCRATCH" | awk 'NR==2 {print $4}')
+  ((free_gb >= NEED_GB)) || die "need ${NEED_GB} GiB free in $SCRATCH, have ${free_gb} (see --scratch)"
+  TMP=$(mktemp -d "$SCRATCH/cowfs-bench.XXXXXX")
   : >"$TMP/mounts"
   trap cleanup EXIT
   trap 'log "interrupted"; exit 130' INT TERM

@@ -7,6 +7,7 @@
 #
 #   scripts/bench/run.sh [--quick] [--only W1,W3,...] [--systems native,cowfs,...]
 #                        [--runs N] [--out DIR] [--h-rows N] [--w8-objects N]
+#                        [--scratch DIR]
 #
 # Workloads: W1 sequential read, W2 random reads, W3 first write into big
 # files, W3b reads after scattered writes, W4 sequential write, W5 small
@@ -15,13 +16,15 @@
 # edit-rerun loop (cowfs), H1 a batched UPDATE through `rehearse run` vs the
 # same batches in sqlite3, H2 `rehearse rerun` of the last of five
 # increments vs the full run (cowfs). --h-rows and --w8-objects override the
-# sizes of H1/H2 (rows) and W8 (demo objects).
+# sizes of H1/H2 (rows) and W8 (demo objects). --scratch DIR puts the
+# lowers, stores and copies under DIR instead of /var/tmp: point it at a
+# freshly made filesystem to measure without the history of the host's.
 #
 # Needs root (mounts, drop_caches). Installs fio, fuse-overlayfs,
 # unionfs-fuse and gnuplot-nox with apt if missing. Builds cowfs (and
 # rehearse, for W8, H1, H2) in Release in REPO/build-bench unless COWFS=path
 # (and REHEARSE=path) is set.
-# Every mount is made under /var/tmp/cowfs-bench.*, lowers behind a
+# Every mount is made under SCRATCH/cowfs-bench.*, lowers behind a
 # read-only bind mount, and everything is unmounted and removed on exit,
 # error or Ctrl-C. A lower that changes fails the run (exit 1); so does a
 # failed check on native or cowfs. Peers' failures are shown in the table.
@@ -41,6 +44,7 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 
 parse_args() {
   QUICK=0 RUNS=3 OUT="$REPO/build-bench/bench-results" OPT_H_ROWS="" OPT_W8_OBJECTS=""
+  SCRATCH=/var/tmp
   WORKLOADS=("${WORKLOADS_ALL[@]}") SYSTEMS=("${SYSTEMS_ALL[@]}")
   while (($#)); do
     case $1 in
@@ -51,6 +55,7 @@ parse_args() {
       --out) OUT=$2; shift ;;
       --h-rows) OPT_H_ROWS=$2; shift ;;
       --w8-objects) OPT_W8_OBJECTS=$2; shift ;;
+      --scratch) SCRATCH=$2; shift ;;
       -h | --help) usage; exit 0 ;;
       *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -65,6 +70,7 @@ parse_args() {
   done
   [[ -z $OPT_H_ROWS || $OPT_H_ROWS =~ ^[1-9][0-9]*$ ]] || die "--h-rows '$OPT_H_ROWS' is not a positive number"
   [[ -z $OPT_W8_OBJECTS || $OPT_W8_OBJECTS =~ ^[1-9][0-9]*$ ]] || die "--w8-objects '$OPT_W8_OBJECTS' is not a positive number"
+  [[ -d $SCRATCH && -w $SCRATCH ]] || die "--scratch '$SCRATCH' is not a writable directory"
 }
 
 # Sizes: the issue's in full mode, smaller in --quick (the table says so).
