@@ -83,6 +83,12 @@ class Node {
   std::shared_ptr<Node> parent;
   std::string name;
   bool unlinked = false;
+  // TREE, non-directories: other names the kernel was given for it (hard
+  // links). When `name` goes, one of them takes its place, so the file keeps
+  // a name its copy-up can land on and a rewind can find it by.
+  // Kept by directory number: the kernel may forget a directory and get a
+  // new node for it.
+  std::vector<std::pair<uint64_t, std::string>> aliases;
 
   // TREE, non-directories: where the data lives now. fd may be closed to
   // stay within the process's fd limit (Overlay::fd_of opens it again from

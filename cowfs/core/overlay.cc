@@ -6,7 +6,9 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
+#include <utility>
 
 #include "cowfs/core/copy_up.h"
 #include "cowfs/core/xattr_names.h"
@@ -201,6 +203,8 @@ Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bo
       n->parent = dir;
       n->name = name;
       n->via_index = fresh->via_index;
+    } else if (n->parent && !n->unlinked) {
+      add_alias(*n, dir, name);
     } else if (n->unlinked || !n->parent) {
       if (n->type == fresh->type) {
         // The number was freed and reused while the kernel still knew the
@@ -303,6 +307,103 @@ void Overlay::pin(Node& n) {
   if (n.is_dir()) return;
   (void)fd_of(n);
   n.pinned = true;
+}
+
+namespace {
+
+bool is_name(const Node& n, const NodePtr& dir, const std::string& name) {
+  return n.parent && n.parent->ino == dir->ino && n.name == name;
+}
+
+}  // namespace
+
+void Overlay::add_alias(Node& n, const NodePtr& dir, const std::string& name) {
+  // A handful is plenty: most hard-linked files have two or three names.
+  constexpr size_t kMaxAliases = 16;
+  if (n.is_dir() || is_name(n, dir, name)) return;
+  const std::pair<uint64_t, std::string> alias{dir->ino, name};
+  if (std::find(n.aliases.begin(), n.aliases.end(), alias) != n.aliases.end()) return;
+  if (n.aliases.size() < kMaxAliases) n.aliases.push_back(alias);
+}
+
+void Overlay::set_name(Node& n, const NodePtr& dir, const std::string& name) {
+  std::erase(n.aliases, std::pair<uint64_t, std::string>{dir->ino, name});
+  NodePtr was_parent = std::exchange(n.parent, dir);
+  std::string was_name = std::exchange(n.name, name);
+  if (was_parent && !n.pinned && !n.unlinked) add_alias(n, was_parent, was_name);
+  n.pinned = false;
+}
+
+void Overlay::drop_name(Node& n, const NodePtr& dir, const std::string& name) {
+  std::erase(n.aliases, std::pair<uint64_t, std::string>{dir->ino, name});
+  if (!is_name(n, dir, name)) return;
+  while (!n.aliases.empty()) {
+    auto [dir_ino, other] = std::move(n.aliases.back());
+    n.aliases.pop_back();
+    NodePtr d = inodes_.find(dir_ino);
+    if (!d || !d->is_dir()) continue;
+    auto p = probe(*d, other);
+    if (p && p->ino == n.ino) {
+      n.parent = std::move(d);
+      n.name = std::move(other);
+      n.via_index = p->via_index;
+      return;
+    }
+  }
+  pin(n);
+}
+
+Status Overlay::index_survivor(Node& n) {
+  if (!S_ISREG(n.type) || !n.pinned || n.unlinked || n.layer != stack_.top() ||
+      n.lower_links >= 0) {
+    return {};
+  }
+  auto fd = fd_of(n);
+  if (!fd) return Errno{fd.error()};
+  auto st = sys::stat_fd(*fd);
+  if (!st) return Errno{st.error()};
+  // The link in chunks/ is the store's, not a name.
+  if (st->st_nlink <= (n.chunks ? 1U : 0U)) return {};
+  const std::string src = sys::proc_path(*fd);
+  const int index = stack_.top()->index.get();
+  const std::string name = index_name(n.ino);
+  // Linked before the count is set: a crash in between overstates the
+  // count by one instead of hiding the file.
+  if (::linkat(AT_FDCWD, src.c_str(), index, name.c_str(), AT_SYMLINK_FOLLOW) < 0) {
+    if (errno != EEXIST) return Errno{errno};
+    (void)sys::unlink_at(index, name.c_str(), 0);  // left by an earlier copy
+    if (::linkat(AT_FDCWD, src.c_str(), index, name.c_str(), AT_SYMLINK_FOLLOW) < 0) {
+      return Errno{errno};
+    }
+  }
+  COWFS_TRY(sys::set_xattr(*fd, kLowerLinksXattr, "0", 0));
+  n.lower_links = 0;
+  n.via_index = true;
+  return {};
+}
+
+bool Overlay::refind_in_index(Node& n) {
+  const std::string name = index_name(n.ino);
+  for (size_t i = 0; i < stack_.size() && stack_.layers[i]->in_store(); ++i) {
+    const LayerPtr& layer = stack_.layers[i];
+    auto fd = sys::open_at(layer->index.get(), name.c_str(), O_PATH | O_NOFOLLOW);
+    if (!fd) continue;
+    std::shared_ptr<ChunkedFile> chunks;
+    if (has_xattr(fd->get(), kChunkedXattr)) {
+      auto loaded = ChunkedFile::load(stack_, i, n.ino);
+      if (!loaded) return false;
+      chunks = loaded.take();
+    }
+    auto links = sys::get_xattr(fd->get(), kLowerLinksXattr);
+    n.layer = layer;
+    adopt_fd(n, fd.take());
+    n.via_index = true;
+    n.lower_links = links ? static_cast<int>(parse_u64(*links).value_or(0)) : 0;
+    n.chunks = std::move(chunks);
+    n.data_gen.fetch_add(1);
+    return true;
+  }
+  return false;
 }
 
 void Overlay::trim_fds() {

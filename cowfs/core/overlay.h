@@ -254,6 +254,19 @@ class Overlay {
   static void adopt_fd(Node& node, UniqueFd fd);
   // Keeps node's fd open for good: its name is about to go.
   void pin(Node& node);
+  // Records dir/name as one more name of a file (see Node::aliases).
+  static void add_alias(Node& node, const NodePtr& dir, const std::string& name);
+  // Makes dir/name the name node is known by; the one it had stays an alias.
+  static void set_name(Node& node, const NodePtr& dir, const std::string& name);
+  // dir/name of node is about to go: forgets it as an alias; if it is the
+  // name the node is known by, another alias still in place takes over, or
+  // else the node is pinned.
+  void drop_name(Node& node, const NodePtr& dir, const std::string& name);
+  // A file of the top that lost the name it was known by but keeps others
+  // there: the kernel may reach it by those without a lookup. A later
+  // copy-up (after a checkpoint) gets no name, so those names must find the
+  // copy through the index, as the names of a lower hard link do.
+  Status index_survivor(Node& node);
   // Closes node and directory part fds beyond the budget; takes tree_mu_
   // exclusively. Called on entry by every call that may reopen a closed
   // node fd (lookup, create, getattr, setattr, readlink, open, getxattr,
@@ -288,6 +301,9 @@ class Overlay {
                      bool is_dir);
   Invalidations invalidations_for(const std::vector<LayerPtr>& dropped) const;
   void refresh_nodes(const std::vector<std::string>& dropped, bool view_changed);
+  // Points a pinned file at its newest copy in a store layer's index, where
+  // every copy of it is (see index_survivor); false if none is.
+  bool refind_in_index(Node& node);
   void register_handle(FileHandle* fh);
 
   LayerStack stack_;

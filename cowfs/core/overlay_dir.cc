@@ -125,6 +125,8 @@ Result<Entry> Overlay::link(uint64_t ino, uint64_t newparent, const std::string&
   if (!n->parent) {
     n->parent = *dir;
     n->name = newname;
+  } else {
+    add_alias(*n, *dir, newname);
   }
   inodes_.intern(n, true);
   return entry_for(n);
@@ -178,19 +180,18 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
     // file and its true link count: they find the top copy by the index.
     auto st = stat_node(*n);
     if (st && st->st_nlink > 1) {
-      n->parent = *dir;
-      n->name = name;
-      n->pinned = false;
+      set_name(*n, *dir, name);
       COWFS_TRY(copy_up(*n, CopyData::kReference));
     }
   }
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
   // The node can no longer be found again under this name.
-  if (n->parent == *dir && n->name == name) pin(*n);
+  drop_name(*n, *dir, name);
   const bool in_top = sys::stat_at(*top, name.c_str()).ok();
   const bool need_wh = lower_has(**dir, name);
   COWFS_TRY(remove_name(*top, name, in_top, need_wh, false));
+  COWFS_TRY(index_survivor(*n));
   if (!in_top) {
     if (n->lower_links > 0 && n->layer->in_store()) {
       --n->lower_links;
@@ -289,11 +290,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
   // Copy-up places a file under the name it was reached by: the name being
   // renamed (or exchanged) certainly is one.
   auto claim = [&](const NodePtr& n, const NodePtr& dir, const std::string& at) -> Status {
-    if (!n->is_dir()) {
-      n->parent = dir;
-      n->name = at;
-      n->pinned = false;
-    }
+    if (!n->is_dir()) set_name(*n, dir, at);
     COWFS_TRY(prepare(n));
     auto top = top_dir(*dir);
     if (!top) return Errno{top.error()};
@@ -317,9 +314,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
     auto dst_st = stat_node(*dst);
     if (dst_st && dst_st->st_nlink > 1) {
       // Its other names must keep seeing the file with one link less.
-      dst->parent = *ddir;
-      dst->name = newname;
-      dst->pinned = false;
+      set_name(*dst, *ddir, newname);
       COWFS_TRY(copy_up(*dst, CopyData::kReference));
     }
   }
@@ -357,7 +352,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
   }
 
   if (needs_opaque(src, **ddir, newname)) COWFS_TRY(mark_opaque(src));
-  if (dst && dst->parent == *ddir && dst->name == newname) pin(*dst);
+  if (dst) drop_name(*dst, *ddir, newname);
   const bool src_needs_wh = lower_has(**sdir, name);
   auto dst_top = sys::stat_at(*dtop, newname.c_str());
   if (dst_top && dst && dst->is_dir()) COWFS_TRY(make_merged_empty(*dst));
@@ -378,6 +373,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
     }
   }
   if (dst) {
+    COWFS_TRY(index_survivor(*dst));
     auto st = stat_node(*dst);
     if (dst->is_dir() || !st || st->st_nlink == 0) {
       dst->unlinked = true;

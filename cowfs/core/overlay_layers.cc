@@ -131,6 +131,8 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
     if (!uses_dropped && !(view_changed && n->is_dir())) continue;
     if (view_changed && uses_dropped && !n->is_dir()) n->generation.fetch_add(1);
     if (!n->parent || n->unlinked) continue;  // reachable by no name: keeps its fds
+    // Its names are unknown; the copies are in the index.
+    if (n->pinned && !n->is_dir() && refind_in_index(*n)) continue;
     if (n->parent->unlinked) {
       n->unlinked = true;
       n->parent.reset();
