@@ -585,8 +585,9 @@ void copy_entries(int sfd, int dfd, int droot, const std::string& prefix,
       if (::fchownat(dfd, name.c_str(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0) {
         throw_errno(errno, "copy_tree: chown " + name);
       }
+      // A symlink may hold trusted.* and security.* names (never user.*).
+      copy_xattrs(xattr_path(sfd, name), xattr_path(dfd, name));
       if (!S_ISLNK(st.st_mode)) {
-        copy_xattrs(xattr_path(sfd, name), xattr_path(dfd, name));
         if (::fchmodat(dfd, name.c_str(), st.st_mode & 07777, 0) != 0) {
           throw_errno(errno, "copy_tree: chmod " + name);
         }
