@@ -53,6 +53,30 @@ void drop_origin_record(const Layer& layer, ino_t store_ino) {
   }
 }
 
+std::optional<int> read_lower_links(const Layer& layer, int fd, const struct stat& st) {
+  std::optional<std::string> text;
+  if (S_ISREG(st.st_mode)) {
+    if (auto v = sys::get_xattr(fd, kLowerLinksXattr)) text = *v;
+  } else if (layer.index.valid()) {
+    const std::string name = "l" + index_name(static_cast<uint64_t>(st.st_ino));
+    if (auto v = sys::readlink_at(layer.index.get(), name.c_str())) text = *v;
+  }
+  if (!text) return std::nullopt;
+  int v = 0;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+  if (ec != std::errc() || end != text->data() + text->size() || v < 0) return 0;
+  return v;
+}
+
+Status write_lower_links(const Layer& layer, int fd, const struct stat& st, int count) {
+  if (S_ISREG(st.st_mode)) return sys::set_xattr(fd, kLowerLinksXattr, std::to_string(count), 0);
+  const std::string name = "l" + index_name(static_cast<uint64_t>(st.st_ino));
+  const std::string tmp = name + ".new";
+  (void)sys::unlink_at(layer.index.get(), tmp.c_str(), 0);
+  COWFS_TRY(sys::symlink_at(std::to_string(count).c_str(), layer.index.get(), tmp.c_str()));
+  return sys::rename_at(layer.index.get(), tmp.c_str(), layer.index.get(), name.c_str());
+}
+
 namespace {
 
 Status copy_range(int src, int dst, off_t off, off_t len) {
@@ -266,7 +290,7 @@ Status Overlay::copy_up(Node& node, CopyData data) {
   // each layer's copy is found by its other names through that layer's index.
   // Hard links made in a store layer are the same: after a checkpoint their
   // names resolve to the frozen copy, and find this one through the index.
-  const bool multi_linked = S_ISREG(st->st_mode) && (names > 1 || node.lower_links >= 0);
+  const bool multi_linked = !S_ISDIR(st->st_mode) && (names > 1 || node.lower_links >= 0);
   // The copy takes the name it was reached by (or has lost it, if it is an
   // orphan); every other name stays below, in a lower or a frozen layer,
   // and finds the copy through the index.
@@ -281,6 +305,7 @@ Status Overlay::copy_up(Node& node, CopyData data) {
     auto tst = sys::stat_fd(tfd.get());
     s = tst ? write_origin_record(*stack_.top(), tst->st_ino, node.ino)
             : Status(Errno{tst.error()});
+    if (s.ok() && multi_linked) s = write_lower_links(*stack_.top(), tfd.get(), *tst, lower_links);
   } else if (s.ok()) {
     s = sys::set_xattr(tfd.get(), kOriginXattr, std::to_string(node.ino), 0);
     if (s.ok() && multi_linked) {

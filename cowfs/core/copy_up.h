@@ -46,6 +46,12 @@ std::optional<uint64_t> read_origin_record(const Layer& layer, ino_t store_ino);
 Status write_origin_record(const Layer& layer, ino_t store_ino, uint64_t origin);
 void drop_origin_record(const Layer& layer, ino_t store_ino);
 
+// The count of a copy's names below (kLowerLinksXattr): an xattr on a regular
+// file; for the rest, a record index/l<store inode> like the origin's.
+// fd is the copy's (O_PATH, O_NOFOLLOW); nullopt if it has none.
+std::optional<int> read_lower_links(const Layer& layer, int fd, const struct stat& st);
+Status write_lower_links(const Layer& layer, int fd, const struct stat& st, int count);
+
 // Copies data of src_fd (open for reading) into dst_fd, preserving holes.
 Status copy_file_data(int src_fd, int dst_fd, off_t size);
 

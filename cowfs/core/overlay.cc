@@ -129,12 +129,10 @@ Result<Overlay::Probe> Overlay::probe(Node& dir, const std::string& name) const 
       p.layer = part.layer;
       p.ino = identity(*part.layer, fd->get(), *st);
       p.fd = fd.take();
-      if (part.layer->in_store() && S_ISREG(st->st_mode) && st->st_nlink > 1) {
-        if (auto links = sys::get_xattr(p.fd.get(), kLowerLinksXattr)) {
-          p.lower_links = static_cast<int>(parse_u64(*links).value_or(0));
-        }
+      if (part.layer->in_store() && st->st_nlink > 1) {
+        if (auto links = read_lower_links(*part.layer, p.fd.get(), *st)) p.lower_links = *links;
       }
-      if (S_ISREG(st->st_mode) && st->st_nlink > 1) {
+      if (st->st_nlink > 1) {
         // Another name of this file may have been copied up into a layer
         // above this one: that copy is the file now.
         for (const auto& layer : stack_.layers) {
@@ -148,8 +146,7 @@ Result<Overlay::Probe> Overlay::probe(Node& dir, const std::string& name) const 
           p.layer = layer;
           p.fd = idx.take();
           p.via_index = true;
-          auto links = sys::get_xattr(p.fd.get(), kLowerLinksXattr);
-          p.lower_links = links ? static_cast<int>(parse_u64(*links).value_or(0)) : 0;
+          p.lower_links = read_lower_links(*layer, p.fd.get(), *ist).value_or(0);
           break;
         }
       }
@@ -281,6 +278,10 @@ Result<int> Overlay::part_fd(Node& dir, size_t i) const {
 Result<int> Overlay::backing(Node& n) { return fd_of(n); }
 
 Result<std::string> Overlay::xattr_path(Node& n) {
+  if (S_ISLNK(n.type) && n.via_index && n.layer && n.layer->index.valid()) {
+    // Its copy's only name is in the index (see copy_up).
+    return sys::proc_path(n.layer->index.get()) + "/" + index_name(n.ino);
+  }
   if (!n.is_dir() && n.parent && !n.pinned && !n.unlinked) {
     // A file whose fd was closed (trim_fds) is reached by name, as fd_of
     // would reopen it: a tree walk's getxattr per file then neither opens
@@ -301,6 +302,13 @@ Result<std::string> Overlay::xattr_path(Node& n) {
   auto fd = backing(n);
   if (!fd) return Errno{fd.error()};
   return sys::proc_path(*fd);
+}
+
+void Overlay::save_lower_links(Node& n) {
+  // Best effort, as the count only corrects st_nlink.
+  auto fd = fd_of(n);
+  if (!fd) return;
+  if (auto st = sys::stat_fd(*fd)) (void)write_lower_links(*n.layer, *fd, *st, n.lower_links);
 }
 
 void Overlay::pin(Node& n) {
@@ -354,8 +362,7 @@ void Overlay::drop_name(Node& n, const NodePtr& dir, const std::string& name) {
 }
 
 Status Overlay::index_survivor(Node& n) {
-  if (!S_ISREG(n.type) || !n.pinned || n.unlinked || n.layer != stack_.top() ||
-      n.lower_links >= 0) {
+  if (n.is_dir() || !n.pinned || n.unlinked || n.layer != stack_.top() || n.lower_links >= 0) {
     return {};
   }
   auto fd = fd_of(n);
@@ -376,7 +383,7 @@ Status Overlay::index_survivor(Node& n) {
       return Errno{errno};
     }
   }
-  COWFS_TRY(sys::set_xattr(*fd, kLowerLinksXattr, "0", 0));
+  COWFS_TRY(write_lower_links(*stack_.top(), *fd, *st, 0));
   n.lower_links = 0;
   n.via_index = true;
   return {};
@@ -394,11 +401,12 @@ bool Overlay::refind_in_index(Node& n) {
       if (!loaded) return false;
       chunks = loaded.take();
     }
-    auto links = sys::get_xattr(fd->get(), kLowerLinksXattr);
+    auto st = sys::stat_fd(fd->get());
+    if (!st) return false;
+    n.lower_links = read_lower_links(*layer, fd->get(), *st).value_or(0);
     n.layer = layer;
     adopt_fd(n, fd.take());
     n.via_index = true;
-    n.lower_links = links ? static_cast<int>(parse_u64(*links).value_or(0)) : 0;
     n.chunks = std::move(chunks);
     n.data_gen.fetch_add(1);
     return true;

@@ -175,7 +175,7 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
   if (!child) return Errno{child.error()};
   NodePtr n = *child;
   if (n->is_dir()) return Errno{EISDIR};
-  if (S_ISREG(n->type) && n->layer != stack_.top()) {
+  if (!n->is_dir() && n->layer != stack_.top()) {
     // Other names below (in a lower or a frozen layer) must keep seeing the
     // file and its true link count: they find the top copy by the index.
     auto st = stat_node(*n);
@@ -195,9 +195,7 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
   if (!in_top) {
     if (n->lower_links > 0 && n->layer->in_store()) {
       --n->lower_links;
-      if (auto lfd = fd_of(*n)) {
-        (void)sys::set_xattr(*lfd, kLowerLinksXattr, std::to_string(n->lower_links), 0);
-      }
+      save_lower_links(*n);
     }
   }
   auto st = stat_node(*n);
@@ -304,13 +302,12 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
     }
     if (n->lower_links > 0) {
       --n->lower_links;
-      (void)sys::set_xattr(*nfd, kLowerLinksXattr, std::to_string(n->lower_links), 0);
+      save_lower_links(*n);
     }
     return {};
   };
   COWFS_TRY(claim(src, *sdir, name));
-  if (dst && !dst->is_dir() && !(flags & RENAME_EXCHANGE) && S_ISREG(dst->type) &&
-      dst->layer != stack_.top()) {
+  if (dst && !dst->is_dir() && !(flags & RENAME_EXCHANGE) && dst->layer != stack_.top()) {
     auto dst_st = stat_node(*dst);
     if (dst_st && dst_st->st_nlink > 1) {
       // Its other names must keep seeing the file with one link less.
@@ -368,9 +365,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
   if (dst && !dst->is_dir() && !dst_top && dst->layer == stack_.top() && dst->lower_links > 0) {
     // The replaced name lived only below: one fewer of them reaches the copy.
     --dst->lower_links;
-    if (auto lfd = fd_of(*dst)) {
-      (void)sys::set_xattr(*lfd, kLowerLinksXattr, std::to_string(dst->lower_links), 0);
-    }
+    save_lower_links(*dst);
   }
   if (dst) {
     COWFS_TRY(index_survivor(*dst));

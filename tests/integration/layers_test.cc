@@ -99,6 +99,33 @@ TEST_F(LayersTest, RewindBringsASurvivingHardLinkBackAsCheckpointed) {
   EXPECT_EQ(read_file(mnt("dir/other")), "made\n");
 }
 
+// Symlinks and FIFOs cannot carry cowfs' xattrs, so their names below keep
+// their count in an index record instead.
+TEST_F(LayersTest, HardLinksOfSymlinksAndFifosCountTheirNamesAcrossACheckpoint) {
+  ASSERT_EQ(::symlink("small.txt", mnt("new-sym").c_str()), 0);
+  ASSERT_EQ(::mkfifo(mnt("new-fifo").c_str(), 0644), 0);
+  checkpoint("made");
+  for (const std::string name : {"new-sym", "new-fifo"}) {
+    SCOPED_TRACE(name);
+    ASSERT_EQ(::link(mnt(name).c_str(), mnt("dir/" + name + "2").c_str()), 0);
+    ASSERT_EQ(::link(mnt(name).c_str(), mnt("dir/" + name + "3").c_str()), 0);
+    checkpoint("linked-" + name);
+    EXPECT_EQ(lstat_or_throw(mnt(name)).st_nlink, 3u);
+    ASSERT_EQ(::unlink(mnt("dir/" + name + "2").c_str()), 0);
+    EXPECT_EQ(lstat_or_throw(mnt(name)).st_nlink, 2u);
+    EXPECT_EQ(lstat_or_throw(mnt("dir/" + name + "3")).st_nlink, 2u);
+    ASSERT_EQ(::unlink(mnt(name).c_str()), 0);
+    EXPECT_EQ(lstat_or_throw(mnt("dir/" + name + "3")).st_nlink, 1u);
+    remount();
+    EXPECT_EQ(lstat_or_throw(mnt("dir/" + name + "3")).st_nlink, 1u);
+    rewind("linked-" + name);
+    EXPECT_EQ(lstat_or_throw(mnt(name)).st_nlink, 3u);
+  }
+  char target[64] = {};
+  ASSERT_EQ(::readlink(mnt("dir/new-sym3").c_str(), target, sizeof target - 1), 9);
+  EXPECT_STREQ(target, "small.txt");
+}
+
 TEST_F(LayersTest, ReaderSeesRewoundContent) {
   checkpoint("A");
   Fd fd = open_or_throw(mnt("small.txt"), O_RDONLY);
