@@ -1,8 +1,9 @@
 // GoogleTest driver of the differential tester (fsdiff.h).
 //
-//   CI (default): FSDIFF_SEEDS (default 8) sequences of FSDIFF_LENGTH (default
-//     50) operations, seeds FSDIFF_BASE (default 1) onwards, so CI is
-//     reproducible; the shrinker gets 60 s.
+//   CI (default): FSDIFF_SEEDS (default 120, about two minutes; every seed
+//     that found a bug so far is among them) sequences of FSDIFF_LENGTH
+//     (default 50) operations, seeds FSDIFF_BASE (default 1) onwards, so CI
+//     is reproducible; the shrinker gets 30 s.
 //   Soak: FSDIFF_SOAK=1 — default 500 sequences of 200 operations from a
 //     random base seed (printed), shrinker 300 s.
 //   Replay one seed: FSDIFF_SEED=s (with FSDIFF_LENGTH if it was not the
@@ -54,7 +55,7 @@ Plan plan_from_env() {
     p.shrink_budget = std::chrono::seconds(env_long("FSDIFF_SHRINK_SECONDS", 300));
     return p;
   }
-  long n = env_long("FSDIFF_SEEDS", soak ? 500 : 8);
+  long n = env_long("FSDIFF_SEEDS", soak ? 500 : 120);
   uint64_t base = static_cast<uint64_t>(env_long(
       "FSDIFF_BASE", soak ? static_cast<long>(std::random_device{}() % 1000000) * 1000 : 1));
   if (soak) std::cerr << "fsdiff soak: " << n << " sequences from seed " << base << "\n";
