@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cinttypes>
 #include <cstdio>
+#include <string_view>
 #include <vector>
 
 #include "cowfs/core/chunked_file.h"
@@ -62,9 +63,10 @@ std::optional<int> read_lower_links(const Layer& layer, int fd, const struct sta
     if (auto v = sys::readlink_at(layer.index.get(), name.c_str())) text = *v;
   }
   if (!text) return std::nullopt;
+  const std::string_view t = *text;
   int v = 0;
-  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
-  if (ec != std::errc() || end != text->data() + text->size() || v < 0) return 0;
+  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+  if (ec != std::errc() || end != t.data() + t.size() || v < 0) return 0;
   return v;
 }
 
@@ -123,7 +125,6 @@ Status copy_file_data(int src_fd, int dst_fd, off_t size) {
       if (errno == ENXIO) break;  // only a hole remains
       // No SEEK_DATA support: copy everything.
       COWFS_TRY(copy_range(src_fd, dst_fd, pos, size - pos));
-      pos = size;
       break;
     }
     off_t hole = ::lseek(src_fd, data, SEEK_HOLE);
