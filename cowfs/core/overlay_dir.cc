@@ -175,7 +175,7 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
   if (!child) return Errno{child.error()};
   NodePtr n = *child;
   if (n->is_dir()) return Errno{EISDIR};
-  if (!n->is_dir() && n->layer != stack_.top()) {
+  if (n->layer != stack_.top()) {
     // Other names below (in a lower or a frozen layer) must keep seeing the
     // file and its true link count: they find the top copy by the index.
     auto st = stat_node(*n);
