@@ -192,11 +192,11 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
   const bool need_wh = lower_has(**dir, name);
   COWFS_TRY(remove_name(*top, name, in_top, need_wh, false));
   COWFS_TRY(index_survivor(*n));
-  if (!in_top) {
-    if (n->lower_links > 0 && n->layer->in_store()) {
-      --n->lower_links;
-      save_lower_links(*n);
-    }
+  if (!in_top && n->lower_links > 0 && n->layer->in_store()) {
+    --n->lower_links;
+    // A frozen copy stays as it was checkpointed. It is not in the top only
+    // when this was its last name (see above), so nobody reads the count.
+    if (n->layer == stack_.top()) save_lower_links(*n);
   }
   auto st = stat_node(*n);
   if (n->parent == *dir && n->name == name && (!st || st->st_nlink == 0 || !n->layer->in_store())) {

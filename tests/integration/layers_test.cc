@@ -126,6 +126,23 @@ TEST_F(LayersTest, HardLinksOfSymlinksAndFifosCountTheirNamesAcrossACheckpoint) 
   EXPECT_STREQ(target, "small.txt");
 }
 
+// The last name of a lower hard link goes after a checkpoint: the frozen
+// copy that name found must keep its count of names for a rewind.
+TEST_F(LayersTest, UnlinkingTheLastNameOfAHardLinkLeavesTheCheckpointAlone) {
+  append_file(mnt("hard1"), "more\n");
+  ASSERT_EQ(::unlink(mnt("hard1").c_str()), 0);
+  EXPECT_EQ(stat_or_throw(mnt("dir/hard2")).st_nlink, 1u);
+  checkpoint("A");
+  ASSERT_EQ(::unlink(mnt("dir/hard2").c_str()), 0);
+  rewind("A");
+  const std::string want = std::string(kLinked) + "more\n";
+  EXPECT_EQ(stat_or_throw(mnt("dir/hard2")).st_nlink, 1u);
+  EXPECT_EQ(read_file(mnt("dir/hard2")), want);
+  remount();
+  EXPECT_EQ(stat_or_throw(mnt("dir/hard2")).st_nlink, 1u);
+  EXPECT_EQ(read_file(mnt("dir/hard2")), want);
+}
+
 TEST_F(LayersTest, ReaderSeesRewoundContent) {
   checkpoint("A");
   Fd fd = open_or_throw(mnt("small.txt"), O_RDONLY);
