@@ -198,8 +198,11 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
     // when this was its last name (see above), so nobody reads the count.
     if (n->layer == stack_.top()) save_lower_links(*n);
   }
+  // Below the top (a file with more names was copied up above), this was
+  // its one name, whatever the frozen copy's own count still says.
   auto st = stat_node(*n);
-  if (n->parent == *dir && n->name == name && (!st || st->st_nlink == 0 || !n->layer->in_store())) {
+  if (n->parent == *dir && n->name == name &&
+      (!st || st->st_nlink == 0 || n->layer != stack_.top())) {
     n->unlinked = true;
     n->parent.reset();
   }
