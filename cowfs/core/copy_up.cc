@@ -140,11 +140,12 @@ Status copy_metadata(int src_path_fd, const struct stat& src, int dirfd, const c
                      bool privileged, bool from_store) {
   auto dst = sys::open_at(dirfd, name, O_PATH | O_NOFOLLOW);
   if (!dst) return Errno{dst.error()};
-  return copy_metadata_to(src_path_fd, src, dst->get(), privileged, from_store);
+  return copy_metadata_to(sys::proc_path(src_path_fd), src, dst->get(),
+                          sys::proc_path(dirfd) + "/" + name, privileged, from_store);
 }
 
-Status copy_metadata_to(int src_path_fd, const struct stat& src, int dst_path_fd, bool privileged,
-                        bool from_store) {
+Status copy_metadata_to(const std::string& src_xattrs, const struct stat& src, int dst_path_fd,
+                        const std::string& dst_xattrs, bool privileged, bool from_store) {
   const bool is_link = S_ISLNK(src.st_mode);
   if (privileged) {
     COWFS_TRY(sys::chown_fd(dst_path_fd, src.st_uid, src.st_gid));
@@ -153,10 +154,10 @@ Status copy_metadata_to(int src_path_fd, const struct stat& src, int dst_path_fd
     // After chown, which clears set-id bits.
     COWFS_TRY(sys::chmod_fd(dst_path_fd, src.st_mode & 07777));
   }
-  auto names = sys::list_xattr(src_path_fd, is_link);
+  auto names = sys::list_xattr_at_path(src_xattrs, is_link);
   if (names) {
     for (const auto& n : *names) {
-      auto value = sys::get_xattr(src_path_fd, n.c_str(), is_link);
+      auto value = sys::get_xattr_at_path(src_xattrs, n.c_str(), is_link);
       if (!value) continue;
       // Our own markers are re-derived by the caller, not copied; a lower's
       // names are the user's and get escaped like any the user sets.
@@ -165,7 +166,7 @@ Status copy_metadata_to(int src_path_fd, const struct stat& src, int dst_path_fd
         continue;
       }
       const std::string stored = from_store ? n : xattr_names::to_store(n);
-      Status s = sys::set_xattr(dst_path_fd, stored.c_str(), *value, 0, is_link);
+      Status s = sys::set_xattr_at_path(dst_xattrs, stored.c_str(), *value, 0, is_link);
       // A store filesystem without some namespace (e.g. security.*) loses
       // only that attribute; say so instead of failing the write.
       if (!s.ok() && s.error() != ENOTSUP && s.error() != EPERM) return s;
@@ -195,8 +196,8 @@ Result<int> Overlay::top_dir(Node& dir) {
   if (!tfd) {
     s = Errno{tfd.error()};
   } else {
-    s = copy_metadata_to(*below, *st, tfd->get(), opts_.is_root,
-                         dir.parts.front().layer->in_store());
+    s = copy_metadata_to(sys::proc_path(*below), *st, tfd->get(), sys::proc_path(tfd->get()),
+                         opts_.is_root, dir.parts.front().layer->in_store());
     if (s.ok()) s = sys::set_xattr(tfd->get(), kOriginXattr, std::to_string(dir.ino), 0);
   }
   auto parent_times = sys::stat_fd(*ptop);
@@ -285,7 +286,10 @@ Status Overlay::copy_up(Node& node, CopyData data) {
     }
   }
   if (s.ok()) {
-    s = copy_metadata_to(node_fd, *st, tfd.get(), opts_.is_root, node.layer->in_store());
+    auto from = xattr_path(node);
+    s = from ? copy_metadata_to(*from, *st, tfd.get(), sys::proc_path(work_fd_) + "/" + tmp,
+                                opts_.is_root, node.layer->in_store())
+             : Status(Errno{from.error()});
   }
   // A file with several lower names, or the copy of one (lower_links >= 0):
   // each layer's copy is found by its other names through that layer's index.

@@ -61,8 +61,11 @@ Status copy_file_data(int src_fd, int dst_fd, off_t size);
 // are stored names) or a lower's (whose names are the user's, escaped here).
 Status copy_metadata(int src_path_fd, const struct stat& src, int dirfd, const char* name,
                      bool privileged, bool from_store = true);
-// The same onto dst_path_fd (O_PATH | O_NOFOLLOW), for a caller that holds it.
-Status copy_metadata_to(int src_path_fd, const struct stat& src, int dst_path_fd, bool privileged,
-                        bool from_store);
+// The same onto dst_path_fd (O_PATH | O_NOFOLLOW), for a caller that holds
+// it. src_xattrs and dst_xattrs name both objects for xattr calls: a
+// symlink's own xattrs are reached through its directory, never through an
+// O_PATH fd (its /proc path is procfs' link, not the symlink).
+Status copy_metadata_to(const std::string& src_xattrs, const struct stat& src, int dst_path_fd,
+                        const std::string& dst_xattrs, bool privileged, bool from_store);
 
 }  // namespace cowfs

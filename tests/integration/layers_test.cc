@@ -2,6 +2,8 @@
 // daemon's control socket, checked against manifests of the view.
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -141,6 +143,36 @@ TEST_F(LayersTest, UnlinkingTheLastNameOfAHardLinkLeavesTheCheckpointAlone) {
   remount();
   EXPECT_EQ(stat_or_throw(mnt("dir/hard2")).st_nlink, 1u);
   EXPECT_EQ(read_file(mnt("dir/hard2")), want);
+}
+
+// A symlink's own xattrs (trusted.* here) are copied with it; they are not
+// reachable through an O_PATH fd of it, only through its directory.
+TEST_F(LayersTest, ASymlinksXattrsSurviveItsCopyUpFromAFrozenLayer) {
+  ASSERT_EQ(::symlink("small.txt", mnt("xsym").c_str()), 0);
+  ASSERT_EQ(::lsetxattr(mnt("xsym").c_str(), "trusted.t0", "v", 1, 0), 0) << errno_name(errno);
+  checkpoint("A");
+  // A new name copies the symlink up into the new top.
+  ASSERT_EQ(::link(mnt("xsym").c_str(), mnt("dir/xsym2").c_str()), 0);
+  for (const char* name : {"xsym", "dir/xsym2"}) {
+    char v[8] = {};
+    EXPECT_EQ(::lgetxattr(mnt(name).c_str(), "trusted.t0", v, sizeof v), 1) << name;
+    EXPECT_STREQ(v, "v") << name;
+  }
+}
+
+// Opened without writing (no copy-up), a file of a frozen layer loses its
+// one name: the open handle sees no link left.
+TEST_F(LayersTest, UnlinkingAFrozenFileOpenForReadingLeavesNoLink) {
+  write_file(mnt("frozen.txt"), "frozen\n");
+  ASSERT_EQ(::mkfifo(mnt("frozen.fifo").c_str(), 0644), 0);
+  checkpoint("A");
+  for (const char* name : {"frozen.txt", "frozen.fifo"}) {
+    Fd fd = open_or_throw(mnt(name), O_RDONLY | O_NONBLOCK);
+    ASSERT_EQ(::unlink(mnt(name).c_str()), 0);
+    struct stat st {};
+    ASSERT_EQ(::fstat(fd.get(), &st), 0);
+    EXPECT_EQ(st.st_nlink, 0u) << name;
+  }
 }
 
 TEST_F(LayersTest, ReaderSeesRewoundContent) {
