@@ -89,7 +89,21 @@ void InodeTable::forget(uint64_t ino, uint64_t n) {
   auto it = nodes_.find(ino);
   if (it == nodes_.end() || ino == kRootIno) return;
   // Re-found under the lock, so a lookup racing with this forget wins.
-  if (it->second->nlookup.fetch_sub(n) <= n) nodes_.erase(it);
+  if (it->second->nlookup.fetch_sub(n) > n) return;
+  // A node that a child still names as its parent stays: a new lookup of it
+  // must find this very node, which is the one copy-ups and stack changes
+  // of its children use. It goes with the last of them.
+  for (;;) {
+    NodePtr node = it->second;
+    if (node.use_count() > 2) return;  // the table, node, and someone else
+    nodes_.erase(it);
+    NodePtr parent = std::move(node->parent);
+    node.reset();
+    if (!parent || parent->ino == kRootIno || parent->nlookup.load() > 0) return;
+    it = nodes_.find(parent->ino);
+    if (it == nodes_.end() || it->second != parent) return;
+    parent.reset();
+  }
 }
 
 std::vector<NodePtr> InodeTable::snapshot() const {

@@ -13,8 +13,9 @@
 // Lookup counting: the kernel holds a reference for every entry we reply
 // with through lookup, create, mknod, mkdir, symlink, link and readdirplus
 // (except "." and ".."); InodeTable::intern() adds it and forget() drops it.
-// A node leaves the table when its count reaches zero; open handles keep
-// their own shared_ptr.
+// A node leaves the table when its count reaches zero and nothing else holds
+// it (a child naming it as parent, an open handle): one node per inode
+// number while any is in use.
 //
 // Locking: fields marked TREE are guarded by Overlay::tree_mu_ (read under a
 // shared lock, written under the exclusive one). InodeTable::mu_ is

@@ -175,6 +175,21 @@ TEST_F(LayersTest, UnlinkingAFrozenFileOpenForReadingLeavesNoLink) {
   }
 }
 
+// After a rewind the kernel forgets dir but still knows dir/a.txt by its
+// other name; cowfs must keep one node for dir, or the copy-up of a.txt
+// tries to copy dir up a second time (EEXIST).
+TEST_F(LayersTest, AFileCopiedUpAfterARewindFindsItsDirectoryAlreadyCopiedUp) {
+  ASSERT_EQ(::link(mnt("dir/a.txt").c_str(), mnt("empty/a-link").c_str()), 0);
+  checkpoint("A");
+  // dir is in the dropped layer: the rewind invalidates it in the kernel.
+  append_file(mnt("dir/sub/b.txt"), "after A\n");
+  rewind("A");
+  ASSERT_EQ(::setxattr(mnt("dir/sub/deep").c_str(), "user.k", "1", 1, 0), 0) << errno_name(errno);
+  append_file(mnt("empty/a-link"), "more\n");
+  EXPECT_EQ(read_file(mnt("dir/a.txt")), "a\nmore\n");
+  EXPECT_EQ(stat_or_throw(mnt("dir/a.txt")).st_nlink, 2u);
+}
+
 TEST_F(LayersTest, ReaderSeesRewoundContent) {
   checkpoint("A");
   Fd fd = open_or_throw(mnt("small.txt"), O_RDONLY);
