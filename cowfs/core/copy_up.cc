@@ -30,22 +30,45 @@ std::string origin_record_name(ino_t store_ino) {
   return "o" + index_name(static_cast<uint64_t>(store_ino));
 }
 
-}  // namespace
+std::string links_record_name(ino_t store_ino) {
+  return "l" + index_name(static_cast<uint64_t>(store_ino));
+}
 
-std::optional<uint64_t> read_origin_record(const Layer& layer, ino_t store_ino) {
+// A record is a symlink in the layer's index whose target is a decimal number.
+template <typename Int>
+std::optional<Int> read_record(const Layer& layer, const std::string& name) {
   if (!layer.index.valid()) return std::nullopt;
-  auto target = sys::readlink_at(layer.index.get(), origin_record_name(store_ino).c_str());
+  auto target = sys::readlink_at(layer.index.get(), name.c_str());
   if (!target) return std::nullopt;
-  uint64_t v = 0;
+  Int v = 0;
   auto [end, ec] = std::from_chars(target->data(), target->data() + target->size(), v);
   if (ec != std::errc() || end != target->data() + target->size()) return std::nullopt;
   return v;
 }
 
+// Written aside and renamed over, so a crash leaves the old record or the new.
+Status write_record(const Layer& layer, const std::string& name, const std::string& value) {
+  const std::string tmp = name + ".new";
+  (void)sys::unlink_at(layer.index.get(), tmp.c_str(), 0);
+  COWFS_TRY(sys::symlink_at(value.c_str(), layer.index.get(), tmp.c_str()));
+  return sys::rename_at(layer.index.get(), tmp.c_str(), layer.index.get(), name.c_str());
+}
+
+}  // namespace
+
+Status link_replacing(int olddir, const char* oldname, int newdir, const char* newname, int flags) {
+  Status s = sys::link_at(olddir, oldname, newdir, newname, flags);
+  if (s.ok() || s.error() != EEXIST) return s;
+  (void)sys::unlink_at(newdir, newname, 0);
+  return sys::link_at(olddir, oldname, newdir, newname, flags);
+}
+
+std::optional<uint64_t> read_origin_record(const Layer& layer, ino_t store_ino) {
+  return read_record<uint64_t>(layer, origin_record_name(store_ino));
+}
+
 Status write_origin_record(const Layer& layer, ino_t store_ino, uint64_t origin) {
-  const std::string name = origin_record_name(store_ino);
-  (void)sys::unlink_at(layer.index.get(), name.c_str(), 0);
-  return sys::symlink_at(std::to_string(origin).c_str(), layer.index.get(), name.c_str());
+  return write_record(layer, origin_record_name(store_ino), std::to_string(origin));
 }
 
 void drop_origin_record(const Layer& layer, ino_t store_ino) {
@@ -55,28 +78,21 @@ void drop_origin_record(const Layer& layer, ino_t store_ino) {
 }
 
 std::optional<int> read_lower_links(const Layer& layer, int fd, const struct stat& st) {
-  std::optional<std::string> text;
-  if (S_ISREG(st.st_mode)) {
-    if (auto v = sys::get_xattr(fd, kLowerLinksXattr)) text = *v;
-  } else if (layer.index.valid()) {
-    const std::string name = "l" + index_name(static_cast<uint64_t>(st.st_ino));
-    if (auto v = sys::readlink_at(layer.index.get(), name.c_str())) text = *v;
+  std::optional<int> v;
+  if (!S_ISREG(st.st_mode)) {
+    v = read_record<int>(layer, links_record_name(st.st_ino));
+  } else if (auto text = sys::get_xattr(fd, kLowerLinksXattr)) {
+    int n = 0;
+    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
+    v = ec == std::errc() && end == text->data() + text->size() ? n : 0;
   }
-  if (!text) return std::nullopt;
-  const std::string_view t = *text;
-  int v = 0;
-  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
-  if (ec != std::errc() || end != t.data() + t.size() || v < 0) return 0;
+  if (v && *v < 0) return 0;
   return v;
 }
 
 Status write_lower_links(const Layer& layer, int fd, const struct stat& st, int count) {
   if (S_ISREG(st.st_mode)) return sys::set_xattr(fd, kLowerLinksXattr, std::to_string(count), 0);
-  const std::string name = "l" + index_name(static_cast<uint64_t>(st.st_ino));
-  const std::string tmp = name + ".new";
-  (void)sys::unlink_at(layer.index.get(), tmp.c_str(), 0);
-  COWFS_TRY(sys::symlink_at(std::to_string(count).c_str(), layer.index.get(), tmp.c_str()));
-  return sys::rename_at(layer.index.get(), tmp.c_str(), layer.index.get(), name.c_str());
+  return write_record(layer, links_record_name(st.st_ino), std::to_string(count));
 }
 
 namespace {
@@ -411,13 +427,7 @@ Status Overlay::copy_up_chunked(Node& node, const struct stat& st, const std::st
     COWFS_TRY(write_map_file(top.chunks.get(), node.ino, map, true));
   }
   const std::string name = chunk_data_name(node.ino);
-  Status linked = sys::link_at(work_fd_, tmp.c_str(), top.chunks.get(), name.c_str(), 0);
-  if (!linked.ok() && linked.error() == EEXIST) {
-    // Left by an earlier copy in this layer that lost its name since.
-    (void)sys::unlink_at(top.chunks.get(), name.c_str(), 0);
-    linked = sys::link_at(work_fd_, tmp.c_str(), top.chunks.get(), name.c_str(), 0);
-  }
-  COWFS_TRY(linked);
+  COWFS_TRY(link_replacing(work_fd_, tmp.c_str(), top.chunks.get(), name.c_str(), 0));
   return sys::set_xattr(dst.get(), kChunkedXattr, "1", 0);
 }
 

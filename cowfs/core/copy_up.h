@@ -39,6 +39,10 @@ enum class CopyData { kContent, kNothing, kReference };
 
 std::string index_name(uint64_t ino);
 
+// sys::link_at, replacing an entry newdir/newname that an earlier copy in
+// the same layer left behind (after a crash, or once it lost its name).
+Status link_replacing(int olddir, const char* oldname, int newdir, const char* newname, int flags);
+
 // Origin records for what cannot carry a user xattr (symlinks, FIFOs,
 // sockets, devices): index/o<store inode> is a symlink whose target is the
 // origin's st_ino in decimal.

@@ -132,31 +132,10 @@ Result<Overlay::Probe> Overlay::probe(Node& dir, const std::string& name) const 
       if (part.layer->in_store() && st->st_nlink > 1) {
         if (auto links = read_lower_links(*part.layer, p.fd.get(), *st)) p.lower_links = *links;
       }
-      if (st->st_nlink > 1) {
-        // Another name of this file may have been copied up into a layer
-        // above this one: that copy is the file now.
-        for (const auto& layer : stack_.layers) {
-          if (!layer->in_store() || layer->id == part.layer->id) break;
-          auto idx =
-              sys::open_at(layer->index.get(), index_name(p.ino).c_str(), O_PATH | O_NOFOLLOW);
-          if (!idx) continue;
-          auto ist = sys::stat_fd(idx->get());
-          if (!ist) continue;
-          p.st = *ist;
-          p.layer = layer;
-          p.fd = idx.take();
-          p.via_index = true;
-          p.lower_links = read_lower_links(*layer, p.fd.get(), *ist).value_or(0);
-          break;
-        }
-      }
-      if (p.layer->in_store() && S_ISREG(p.st.st_mode) && has_xattr(p.fd.get(), kChunkedXattr)) {
-        size_t li = 0;
-        while (li < stack_.size() && stack_.layers[li]->id != p.layer->id) ++li;
-        auto chunks = ChunkedFile::load(stack_, li, p.ino);
-        if (!chunks) return Errno{chunks.error()};
-        p.chunks = chunks.take();
-      }
+      // Another name of this file may have been copied up into a layer
+      // above this one: that copy is the file now.
+      if (st->st_nlink > 1) (void)index_copy(p.ino, part.layer->id, p);
+      COWFS_TRY(load_chunks(p));
       return p;
     }
     if (!found_dir) {
@@ -371,47 +350,57 @@ Status Overlay::index_survivor(Node& n) {
   if (!st) return Errno{st.error()};
   // The link in chunks/ is the store's, not a name.
   if (st->st_nlink <= (n.chunks ? 1U : 0U)) return {};
-  const std::string src = sys::proc_path(*fd);
-  const int index = stack_.top()->index.get();
-  const std::string name = index_name(n.ino);
   // Linked before the count is set: a crash in between overstates the
   // count by one instead of hiding the file.
-  if (::linkat(AT_FDCWD, src.c_str(), index, name.c_str(), AT_SYMLINK_FOLLOW) < 0) {
-    if (errno != EEXIST) return Errno{errno};
-    (void)sys::unlink_at(index, name.c_str(), 0);  // left by an earlier copy
-    if (::linkat(AT_FDCWD, src.c_str(), index, name.c_str(), AT_SYMLINK_FOLLOW) < 0) {
-      return Errno{errno};
-    }
-  }
+  COWFS_TRY(link_replacing(AT_FDCWD, sys::proc_path(*fd).c_str(), stack_.top()->index.get(),
+                           index_name(n.ino).c_str(), AT_SYMLINK_FOLLOW));
   COWFS_TRY(write_lower_links(*stack_.top(), *fd, *st, 0));
   n.lower_links = 0;
   n.via_index = true;
   return {};
 }
 
-bool Overlay::refind_in_index(Node& n) {
-  const std::string name = index_name(n.ino);
-  for (size_t i = 0; i < stack_.size() && stack_.layers[i]->in_store(); ++i) {
-    const LayerPtr& layer = stack_.layers[i];
+bool Overlay::index_copy(uint64_t ino, const std::string& above_id, Probe& p) const {
+  const std::string name = index_name(ino);
+  for (const auto& layer : stack_.layers) {
+    if (!layer->in_store() || layer->id == above_id) break;
     auto fd = sys::open_at(layer->index.get(), name.c_str(), O_PATH | O_NOFOLLOW);
     if (!fd) continue;
-    std::shared_ptr<ChunkedFile> chunks;
-    if (has_xattr(fd->get(), kChunkedXattr)) {
-      auto loaded = ChunkedFile::load(stack_, i, n.ino);
-      if (!loaded) return false;
-      chunks = loaded.take();
-    }
     auto st = sys::stat_fd(fd->get());
-    if (!st) return false;
-    n.lower_links = read_lower_links(*layer, fd->get(), *st).value_or(0);
-    n.layer = layer;
-    adopt_fd(n, fd.take());
-    n.via_index = true;
-    n.chunks = std::move(chunks);
-    n.data_gen.fetch_add(1);
+    if (!st) continue;
+    p.st = *st;
+    p.layer = layer;
+    p.fd = fd.take();
+    p.via_index = true;
+    p.lower_links = read_lower_links(*layer, p.fd.get(), *st).value_or(0);
     return true;
   }
   return false;
+}
+
+Status Overlay::load_chunks(Probe& p) const {
+  if (!p.layer->in_store() || !S_ISREG(p.st.st_mode) || !has_xattr(p.fd.get(), kChunkedXattr)) {
+    return {};
+  }
+  size_t li = 0;
+  while (li < stack_.size() && stack_.layers[li]->id != p.layer->id) ++li;
+  auto chunks = ChunkedFile::load(stack_, li, p.ino);
+  if (!chunks) return Errno{chunks.error()};
+  p.chunks = chunks.take();
+  return {};
+}
+
+bool Overlay::refind_in_index(Node& n) {
+  Probe p;
+  p.ino = n.ino;
+  if (!index_copy(n.ino, "", p) || !load_chunks(p).ok()) return false;
+  n.layer = p.layer;
+  adopt_fd(n, std::move(p.fd));
+  n.via_index = true;
+  n.lower_links = p.lower_links;
+  n.chunks = std::move(p.chunks);
+  n.data_gen.fetch_add(1);
+  return true;
 }
 
 void Overlay::trim_fds() {

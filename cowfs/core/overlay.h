@@ -236,6 +236,11 @@ class Overlay {
     bool via_index = false;
   };
   Result<Probe> probe(Node& dir, const std::string& name) const;
+  // The copy of hard-linked file ino in the index of the topmost store layer
+  // above the layer named above_id (every store layer if empty) that has one.
+  bool index_copy(uint64_t ino, const std::string& above_id, Probe& p) const;
+  // p.chunks for a chunked copy in a store layer.
+  Status load_chunks(Probe& p) const;
   Result<NodePtr> resolve(const NodePtr& dir, const std::string& name, bool count);
   Result<Entry> entry_for(const NodePtr& node);
   Result<struct stat> stat_node(Node& node);
