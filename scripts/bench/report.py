@@ -52,7 +52,7 @@ def rows_spec(m):
         ("w7_find_1", f"W7 find+stat {tree} files, 1 layer", "s", False, None),
         ("w7_find_50", f"W7 find+stat {tree} files, {m['layers']} layers", "s", False, None),
         ("w7_layers_ratio", f"W7 find+stat {m['layers']} layers / 1 layer", "x", False, ("abs<=", 1.5)),
-        ("w8", f"W8 demo upgrade, {w8} objects: rehearse run (native = --in-place)", "s",
+        ("w8", f"W8 demo upgrade, {w8} objects: rehearse run (others: --in-place)", "s",
          False, ("ratio<=", 1.3)),
         ("w8_edit", f"W8 edit last increment's step + run, {w8} objects", "s", False, None),
         ("w8_edit_ratio", "W8 edit-rerun run / first full run", "x", False, None),
