@@ -257,16 +257,13 @@ Result<int> Overlay::part_fd(Node& dir, size_t i) const {
 Result<int> Overlay::backing(Node& n) { return fd_of(n); }
 
 Result<std::string> Overlay::xattr_path(Node& n) {
-  if (S_ISLNK(n.type) && n.via_index && n.layer && n.layer->index.valid()) {
-    // Its copy's only name is in the index (see copy_up).
-    return sys::proc_path(n.layer->index.get()) + "/" + index_name(n.ino);
-  }
-  if (!n.is_dir() && n.parent && !n.pinned && !n.unlinked) {
+  if (S_ISLNK(n.type)) return symlink_xattr_path(n);
+  if (!n.is_dir() && n.parent && !n.pinned && !n.unlinked && !n.via_index) {
     // A file whose fd was closed (trim_fds) is reached by name, as fd_of
     // would reopen it: a tree walk's getxattr per file then neither opens
     // an fd nor makes others close.
-    bool by_name = S_ISLNK(n.type);
-    if (!by_name && !n.via_index) {
+    bool by_name = false;
+    {
       std::lock_guard lock(n.fd_mu);
       by_name = !n.fd.valid();
     }
@@ -281,6 +278,37 @@ Result<std::string> Overlay::xattr_path(Node& n) {
   auto fd = backing(n);
   if (!fd) return Errno{fd.error()};
   return sys::proc_path(*fd);
+}
+
+// A symlink's own xattrs are reached through a name: /proc/self/fd/N of its
+// O_PATH fd names procfs' link instead. The name the node goes by may not be
+// its copy's in the copy's layer (a hard link found by another name, or one
+// whose name moved to the name being unlinked), so a candidate counts only
+// if it is that very inode: its own name there, else the layer's index.
+Result<std::string> Overlay::symlink_xattr_path(Node& n) {
+  auto fd = backing(n);
+  if (!fd) return Errno{fd.error()};
+  auto own = sys::stat_fd(*fd);
+  if (!own) return Errno{own.error()};
+  auto same = [&](const std::string& path) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0 && st.st_ino == own->st_ino && st.st_dev == own->st_dev;
+  };
+  if (n.parent && !n.unlinked) {
+    Node& parent = *n.parent;
+    for (size_t i = 0; i < parent.parts.size(); ++i) {
+      if (parent.parts[i].layer->id != n.layer->id) continue;
+      auto pfd = part_fd(parent, i);
+      if (!pfd) return Errno{pfd.error()};
+      std::string path = sys::proc_path(*pfd) + "/" + n.name;
+      if (same(path)) return path;
+    }
+  }
+  if (n.layer && n.layer->index.valid()) {
+    std::string path = sys::proc_path(n.layer->index.get()) + "/" + index_name(n.ino);
+    if (same(path)) return path;
+  }
+  return Errno{EIO};
 }
 
 void Overlay::save_lower_links(Node& n) {

@@ -255,6 +255,7 @@ class Overlay {
   // Path naming the node's backing object for xattr calls (symlinks, and
   // files whose fd is closed, are reached through their directory).
   Result<std::string> xattr_path(Node& node);
+  Result<std::string> symlink_xattr_path(Node& node);
   // Records node's count of names below (Node::lower_links) in its copy.
   void save_lower_links(Node& node);
   // Sets node's fd, counting it.

@@ -160,6 +160,24 @@ TEST_F(LayersTest, ASymlinksXattrsSurviveItsCopyUpFromAFrozenLayer) {
   }
 }
 
+// Unlinking one name of a hard-linked symlink copies it up under that name
+// first (its other name must then count one link less). The copy's xattrs
+// come from the copy the node stands for, not from the inode that name had
+// in an older layer (fsdiff soak seed 7000060).
+TEST_F(LayersTest, AHardLinkedSymlinkKeepsItsXattrsWhenItsOtherNameGoes) {
+  ASSERT_EQ(::symlink("small.txt", mnt("xsym").c_str()), 0);
+  ASSERT_EQ(::link(mnt("xsym").c_str(), mnt("dir/xsym2").c_str()), 0);
+  checkpoint("A");
+  // Copied up into the second layer, by its first name.
+  ASSERT_EQ(::lsetxattr(mnt("xsym").c_str(), "trusted.t0", "v", 1, 0), 0) << errno_name(errno);
+  checkpoint("B");
+  ASSERT_EQ(::unlink(mnt("dir/xsym2").c_str()), 0);
+  char v[8] = {};
+  EXPECT_EQ(::lgetxattr(mnt("xsym").c_str(), "trusted.t0", v, sizeof v), 1) << errno_name(errno);
+  EXPECT_STREQ(v, "v");
+  EXPECT_EQ(lstat_or_throw(mnt("xsym")).st_nlink, 1u);
+}
+
 // Opened without writing (no copy-up), a file of a frozen layer loses its
 // one name: the open handle sees no link left.
 TEST_F(LayersTest, UnlinkingAFrozenFileOpenForReadingLeavesNoLink) {
