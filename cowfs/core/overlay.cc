@@ -70,41 +70,70 @@ Result<NodePtr> Overlay::dir_node(uint64_t ino) const {
   return n;
 }
 
+static void collect_dir_parts(const LayerStack& stack, size_t li, UniqueFd fd,
+                              std::vector<DirPart>& parts, bool& stop);
+
+// The parts of the directory at path (a redirect: relative to the layers'
+// roots) in the merged view of the layers below li. The path is looked up
+// one name at a time, as any lookup is: a directory on the way may itself
+// have been renamed (redirected), or be opaque, in its own layer.
+static void collect_redirect_parts(const LayerStack& stack, size_t li, const std::string& path,
+                                   std::vector<DirPart>& parts) {
+  std::vector<DirPart> cur;
+  for (size_t j = li + 1; j < stack.size(); ++j) {
+    auto root = sys::open_at(stack.layers[j]->root.get(), ".", O_PATH | O_DIRECTORY);
+    if (!root) return;
+    cur.emplace_back(stack.layers[j], root.take());
+  }
+  size_t pos = 0;
+  while (pos < path.size() && !cur.empty()) {
+    size_t slash = path.find('/', pos);
+    if (slash == std::string::npos) slash = path.size();
+    const std::string name = path.substr(pos, slash - pos);
+    pos = slash + 1;
+    if (name.empty() || name == ".") continue;
+    std::vector<DirPart> next;
+    for (size_t i = 0; i < cur.size(); ++i) {
+      const int dfd = cur[i].fd.get();
+      auto st = sys::stat_at(dfd, name.c_str());
+      if (!st) continue;
+      // A whiteout or a non-directory hides the name below it.
+      if (!S_ISDIR(st->st_mode)) break;
+      auto fd = sys::open_at(dfd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+      if (!fd) break;
+      size_t k = 0;
+      while (k < stack.size() && stack.layers[k] != cur[i].layer) ++k;
+      bool stop = false;
+      collect_dir_parts(stack, k, fd.take(), next, stop);
+      if (stop) break;
+    }
+    cur = std::move(next);
+  }
+  for (auto& part : cur) {
+    // Found by the recorded path, not by the directory's own name.
+    part.fixed = true;
+    parts.push_back(std::move(part));
+  }
+}
+
 // Collects the parts of a directory found at fd in layer li: that one and,
-// where a redirect says the content lives elsewhere below, the directories at
-// the recorded path in the layers underneath (each store layer may redirect
-// again or be opaque). Sets stop when the parent's parts must not supply
-// more parts at the same name.
+// where a redirect says the content lives elsewhere below, the directory at
+// the recorded path in the layers underneath. Sets stop when the parent's
+// parts must not supply more parts at the same name.
 static void collect_dir_parts(const LayerStack& stack, size_t li, UniqueFd fd,
                               std::vector<DirPart>& parts, bool& stop) {
-  std::string redirect;
-  for (;;) {
-    const LayerPtr& layer = stack.layers[li];
-    const int raw = fd.get();
-    // Only the first part is found by the directory's own name.
-    parts.emplace_back(layer, std::move(fd), !redirect.empty());
-    if (layer->in_store()) {
-      if (has_xattr(raw, kOpaqueXattr)) {
-        stop = true;
-        return;
-      }
-      if (auto r = sys::get_xattr(raw, kRedirectXattr)) {
-        redirect = *r;
-        stop = true;
-      }
-    }
-    if (redirect.empty()) return;  // the caller continues at the same name
-    size_t j = li + 1;
-    for (; j < stack.size(); ++j) {
-      auto below = sys::open_dir_beneath(stack.layers[j]->root.get(), redirect.c_str());
-      if (below) {
-        fd = below.take();
-        break;
-      }
-    }
-    if (j == stack.size()) return;
-    li = j;
+  const LayerPtr& layer = stack.layers[li];
+  const int raw = fd.get();
+  parts.emplace_back(layer, std::move(fd));
+  if (!layer->in_store()) return;
+  if (has_xattr(raw, kOpaqueXattr)) {
+    stop = true;
+    return;
   }
+  auto redirect = sys::get_xattr(raw, kRedirectXattr);
+  if (!redirect) return;  // the caller continues at the same name
+  stop = true;
+  collect_redirect_parts(stack, li, *redirect, parts);
 }
 
 Result<Overlay::Probe> Overlay::probe(Node& dir, const std::string& name) const {

@@ -160,6 +160,23 @@ TEST_F(LayersTest, ASymlinksXattrsSurviveItsCopyUpFromAFrozenLayer) {
   }
 }
 
+// A directory moved out of a renamed directory records the path it had,
+// which runs through that directory's new name in an older layer. Read back
+// from disk (after a rewind), the path must be followed as a lookup is, one
+// name at a time through each layer's own renames (fsdiff soak seed 7000027).
+TEST_F(LayersTest, ADirectoryMovedOutOfARenamedOneKeepsItsContentAfterARewind) {
+  ASSERT_EQ(::rename(mnt("dir").c_str(), mnt("empty").c_str()), 0);
+  ASSERT_EQ(::chmod(mnt("empty/sub").c_str(), 0700), 0);  // copied up, under the rename
+  checkpoint("A");
+  ASSERT_EQ(::rename(mnt("empty/sub").c_str(), mnt("moved").c_str()), 0);
+  checkpoint("B");
+  write_file(mnt("after-b"), "x\n");
+  rewind("B");
+  EXPECT_EQ(read_file(mnt("moved/b.txt")), "b\n");
+  EXPECT_EQ(read_file(mnt("moved/deep/c.txt")), "c\n");
+  EXPECT_EQ(lstat_or_throw(mnt("moved")).st_mode & 07777, 0700u);
+}
+
 // Unlinking one name of a hard-linked symlink copies it up under that name
 // first (its other name must then count one link less). The copy's xattrs
 // come from the copy the node stands for, not from the inode that name had
