@@ -24,6 +24,40 @@ Markers markers_of(int dirfd) {
   return m;
 }
 
+// Where the directory at path (a redirect of the layer above layer)
+// continues below layer: the path is followed a name at a time through
+// layer, whose own directories may be renamed (redirected) or opaque.
+Markers continuation_below(const Layer& layer, const std::string& path) {
+  std::string below;
+  UniqueFd dir;
+  int dfd = layer.root.get();
+  size_t pos = 0;
+  while (pos < path.size()) {
+    size_t slash = path.find('/', pos);
+    if (slash == std::string::npos) slash = path.size();
+    const std::string name = path.substr(pos, slash - pos);
+    pos = slash + 1;
+    if (name.empty() || name == ".") continue;
+    if (dfd >= 0) {
+      auto st = sys::stat_at(dfd, name.c_str());
+      if (st && !S_ISDIR(st->st_mode)) return Markers{true, ""};  // hidden: nothing below
+      if (st) {
+        auto fd = sys::open_at(dfd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+        if (!fd) return Markers{true, ""};
+        Markers m = markers_of(fd->get());
+        if (m.opaque) return Markers{true, ""};
+        below = m.redirect.empty() ? (below.empty() ? name : below + "/" + name) : m.redirect;
+        dir = fd.take();
+        dfd = dir.get();
+        continue;
+      }
+      dfd = -1;  // not in this layer: the rest is looked up below it as it is
+    }
+    below = below.empty() ? name : below + "/" + name;
+  }
+  return Markers{false, below};
+}
+
 class Merger {
  public:
   Merger(const Layer& upper, const Layer& lower, Whiteouts& wh, bool privileged)
@@ -91,6 +125,9 @@ class Merger {
           result = Markers{false, lm.redirect};
         }
       }
+      // A redirect is looked up through the lower layer: where that lookup
+      // leaves it is where it continues below the merged layer.
+      if (!m.redirect.empty()) result = continuation_below(lower_, m.redirect);
     }
     COWFS_TRY(sys::mkdir_at(out, name.c_str(), 0700));
     COWFS_TRY(copy_metadata(src->get(), *st, out, name.c_str(), privileged_));

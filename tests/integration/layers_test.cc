@@ -314,6 +314,23 @@ TEST_F(LayersTest, CompactKeepsTheViewAndKeptCheckpoints) {
   EXPECT_EQ(diff(at_a, view(), kFields), "");
 }
 
+// The moved directory's redirect runs through a directory renamed in the
+// layer it is merged into: the merged layer must say where it continues
+// below itself, which is the renamed directory's old path.
+TEST_F(LayersTest, CompactKeepsADirectoryMovedOutOfARenamedOne) {
+  checkpoint("A");
+  ASSERT_EQ(::rename(mnt("dir").c_str(), mnt("empty").c_str()), 0);
+  ASSERT_EQ(::chmod(mnt("empty/sub").c_str(), 0700), 0);
+  checkpoint("B");
+  ASSERT_EQ(::rename(mnt("empty/sub").c_str(), mnt("moved").c_str()), 0);
+  checkpoint("C");
+  Manifest now = view();
+  ok({"compact", "--store", store(), "--keep", "A"});
+  remount();
+  EXPECT_EQ(diff(now, view(), kFields), "");
+  EXPECT_EQ(read_file(mnt("moved/deep/c.txt")), "c\n");
+}
+
 TEST_F(LayersTest, InodeNumbersSurviveCheckpointRewindAndRemount) {
   const ino_t small = stat_or_throw(mnt("small.txt")).st_ino;
   const ino_t dir = stat_or_throw(mnt("dir")).st_ino;
