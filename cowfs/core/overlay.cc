@@ -615,6 +615,15 @@ Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
   if (writes) {
     std::unique_lock lock(tree_mu_);
     COWFS_TRY(copy_up(*n, (flags & O_TRUNC) ? CopyData::kNothing : CopyData::kContent));
+    if ((flags & O_TRUNC) && n->chunks) {
+      // The open empties the data file; its map must then no longer send
+      // the holes a later write leaves to the copies below.
+      auto bfd = backing(*n);
+      if (!bfd) return Errno{bfd.error()};
+      auto cur = sys::stat_fd(*bfd);
+      if (!cur) return Errno{cur.error()};
+      COWFS_TRY(n->chunks->truncate(stack_.top(), 0, cur->st_size));
+    }
     COWFS_TRY(attach(*fh, open_flags));
     register_handle(fh.get());
   } else {

@@ -93,6 +93,25 @@ TEST_F(FilesTest, WriteToSmallLowerFileCopiesItUp) {
   EXPECT_EQ(read_file(lower("small.txt")), kSmall);
 }
 
+// Copied up by chunk (here by growing it), then emptied by an open with
+// O_TRUNC: the holes a later write leaves read as zeros, not as the lower's
+// old bytes (fsdiff soak seed 9100012).
+TEST_F(FilesTest, ABigFileEmptiedByOpenWithOTruncHasOnlyZerosInItsHoles) {
+  ASSERT_EQ(::truncate(mnt("big.bin").c_str(), kBigSize + 100), 0);
+  {
+    Fd fd = open_or_throw(mnt("big.bin"), O_WRONLY | O_TRUNC);
+    pwrite_all(fd.get(), "head", 0);
+  }
+  {
+    Fd fd = open_or_throw(mnt("big.bin"), O_WRONLY);
+    pwrite_all(fd.get(), "tail", kMiB + 5);
+  }
+  std::string want = "head" + std::string(kMiB + 1, '\0') + "tail";
+  EXPECT_EQ(first_difference(want, read_file(mnt("big.bin"))), "");
+  remount();
+  EXPECT_EQ(first_difference(want, read_file(mnt("big.bin"))), "");
+}
+
 TEST_F(FilesTest, WriteToBigLowerFileCopiesOnlyTouchedChunks) {
   int64_t before = disk_usage(store());
   const off_t off = kMiB + kMiB / 2 + 3;
