@@ -74,7 +74,8 @@ Invalidations Overlay::invalidations_for(const std::vector<LayerPtr>& dropped) c
   Invalidations inv;
   // What the kernel may have cached, by (parent, name).
   std::unordered_map<std::pair<uint64_t, std::string>, uint64_t, PairHash> children;
-  for (const auto& n : inodes_.snapshot()) {
+  const auto nodes = inodes_.snapshot();
+  for (const auto& n : nodes) {
     if (n->parent) children[{n->parent->ino, n->name}] = n->ino;
   }
   std::unordered_set<uint64_t> inodes{kRootIno};
@@ -97,6 +98,21 @@ Invalidations Overlay::invalidations_for(const std::vector<LayerPtr>& dropped) c
     if (auto idx = sys::read_dir(layer->index.get())) {
       for (const auto& e : *idx) inodes.insert(std::strtoull(e.name.c_str(), nullptr, 16));
     }
+  }
+  // A file whose copy goes may be known to the kernel by names the dropped
+  // trees do not hold (hard links, copies reached by the index). Under the
+  // writeback cache the kernel trusts its own size and times of an inode it
+  // keeps, so every such name must be looked up again, to meet the file's
+  // new generation (see refresh_nodes).
+  for (const auto& n : nodes) {
+    if (n->is_dir()) continue;
+    const bool copy_dropped =
+        n->layer && std::any_of(dropped.begin(), dropped.end(),
+                                [&](const LayerPtr& l) { return l->id == n->layer->id; });
+    if (!copy_dropped && !inodes.contains(n->ino)) continue;
+    inodes.insert(n->ino);
+    if (n->parent && !n->unlinked) inv.entries.emplace_back(n->parent->ino, n->name);
+    for (const auto& [dir, name] : n->aliases) inv.entries.emplace_back(dir, name);
   }
   inv.inodes.assign(inodes.begin(), inodes.end());
   return inv;

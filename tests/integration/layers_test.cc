@@ -177,6 +177,26 @@ TEST_F(LayersTest, ADirectoryMovedOutOfARenamedOneKeepsItsContentAfterARewind) {
   EXPECT_EQ(lstat_or_throw(mnt("moved")).st_mode & 07777, 0700u);
 }
 
+// A hard link renamed before a checkpoint and written through its other
+// name after it: the copy lands under the renamed name, not the one the
+// kernel used. A rewind must still make the kernel drop what it cached for
+// that name, or it keeps the dropped write's times (fsdiff soak seed 9100081).
+TEST_F(LayersTest, RewindRestoresAHardLinkWrittenThroughItsOtherName) {
+  const struct stat before = stat_or_throw(mnt("dir/hard2"));
+  ASSERT_EQ(::rename(mnt("hard1").c_str(), mnt("empty/renamed").c_str()), 0);
+  checkpoint("A");
+  {
+    Fd fd = open_or_throw(mnt("dir/hard2"), O_WRONLY);
+    pwrite_all(fd.get(), "changed after A, and longer\n", 0);
+  }
+  rewind("A");
+  const struct stat after = stat_or_throw(mnt("dir/hard2"));
+  EXPECT_EQ(after.st_size, before.st_size);
+  EXPECT_EQ(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+  EXPECT_EQ(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+  EXPECT_EQ(read_file(mnt("dir/hard2")), kLinked);
+}
+
 // Unlinking one name of a hard-linked symlink copies it up under that name
 // first (its other name must then count one link less). The copy's xattrs
 // come from the copy the node stands for, not from the inode that name had
