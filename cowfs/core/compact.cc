@@ -29,31 +29,35 @@ Markers markers_of(int dirfd) {
 // layer, whose own directories may be renamed (redirected) or opaque.
 Markers continuation_below(const Layer& layer, const std::string& path) {
   std::string below;
+  auto descend = [&below](const std::string& name) {
+    if (!below.empty()) below += '/';
+    below += name;
+  };
   UniqueFd dir;
   int dfd = layer.root.get();
-  size_t pos = 0;
-  while (pos < path.size()) {
-    size_t slash = path.find('/', pos);
-    if (slash == std::string::npos) slash = path.size();
-    const std::string name = path.substr(pos, slash - pos);
-    pos = slash + 1;
-    if (name.empty() || name == ".") continue;
-    if (dfd >= 0) {
-      auto st = sys::stat_at(dfd, name.c_str());
-      if (st && !S_ISDIR(st->st_mode)) return Markers{true, ""};  // hidden: nothing below
-      if (st) {
-        auto fd = sys::open_at(dfd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
-        if (!fd) return Markers{true, ""};
-        Markers m = markers_of(fd->get());
-        if (m.opaque) return Markers{true, ""};
-        below = m.redirect.empty() ? (below.empty() ? name : below + "/" + name) : m.redirect;
-        dir = fd.take();
-        dfd = dir.get();
-        continue;
-      }
-      dfd = -1;  // not in this layer: the rest is looked up below it as it is
+  for (const auto& name : redirect_names(path)) {
+    if (dfd < 0) {  // not in this layer: the rest is looked up below it as it is
+      descend(name);
+      continue;
     }
-    below = below.empty() ? name : below + "/" + name;
+    auto st = sys::stat_at(dfd, name.c_str());
+    if (!st) {
+      dfd = -1;
+      descend(name);
+      continue;
+    }
+    if (!S_ISDIR(st->st_mode)) return Markers{true, ""};  // hidden: nothing below
+    auto fd = sys::open_at(dfd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (!fd) return Markers{true, ""};
+    Markers m = markers_of(fd->get());
+    if (m.opaque) return Markers{true, ""};
+    if (m.redirect.empty()) {
+      descend(name);
+    } else {
+      below = m.redirect;
+    }
+    dir = fd.take();
+    dfd = dir.get();
   }
   return Markers{false, below};
 }

@@ -79,19 +79,16 @@ static void collect_dir_parts(const LayerStack& stack, size_t li, UniqueFd fd,
 // have been renamed (redirected), or be opaque, in its own layer.
 static void collect_redirect_parts(const LayerStack& stack, size_t li, const std::string& path,
                                    std::vector<DirPart>& parts) {
+  const auto names = redirect_names(path);
+  if (names.empty()) return;  // not a path we wrote: nothing continues below
   std::vector<DirPart> cur;
   for (size_t j = li + 1; j < stack.size(); ++j) {
     auto root = sys::open_at(stack.layers[j]->root.get(), ".", O_PATH | O_DIRECTORY);
     if (!root) return;
     cur.emplace_back(stack.layers[j], root.take());
   }
-  size_t pos = 0;
-  while (pos < path.size() && !cur.empty()) {
-    size_t slash = path.find('/', pos);
-    if (slash == std::string::npos) slash = path.size();
-    const std::string name = path.substr(pos, slash - pos);
-    pos = slash + 1;
-    if (name.empty() || name == ".") continue;
+  for (const auto& name : names) {
+    if (cur.empty()) break;
     std::vector<DirPart> next;
     for (size_t i = 0; i < cur.size(); ++i) {
       const int dfd = cur[i].fd.get();

@@ -9,6 +9,19 @@
 
 namespace cowfs {
 
+std::vector<std::string> redirect_names(const std::string& redirect) {
+  std::vector<std::string> names;
+  size_t pos = 0;
+  while (pos < redirect.size()) {
+    size_t slash = redirect.find('/', pos);
+    if (slash == std::string::npos) slash = redirect.size();
+    std::string name = redirect.substr(pos, slash - pos);
+    if (!name.empty() && name != ".") names.push_back(std::move(name));
+    pos = slash + 1;
+  }
+  return names;
+}
+
 Status Whiteouts::init(int whiteouts_dirfd, dev_t store_dev) {
   dirfd_ = whiteouts_dirfd;
   dev_ = store_dev;

@@ -9,8 +9,9 @@
 //
 // An opaque directory carries the xattr kOpaqueXattr; a directory moved by
 // rename carries kRedirectXattr naming where its content lives in the layers
-// below. User xattrs in the "user.cowfs." namespace are stored escaped
-// (see xattr_names.h) so they never collide with these.
+// below: a path from the layers' roots, looked up a name at a time in the
+// merged view of the layers below (through their own redirects). User xattrs in the "user.cowfs."
+// namespace are stored escaped (see xattr_names.h) so they never collide with these.
 //
 // Thread-safety: is_whiteout() may be called concurrently; make() takes an
 // internal lock.
@@ -20,7 +21,9 @@
 
 #include <mutex>
 #include <shared_mutex>
+#include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "cowfs/sys/result.h"
 
@@ -29,6 +32,9 @@ namespace cowfs {
 inline constexpr const char* kOpaqueXattr = "user.cowfs.opaque";
 inline constexpr const char* kRedirectXattr = "user.cowfs.redirect";
 inline constexpr const char* kOriginXattr = "user.cowfs.origin";
+
+// The names of a redirect's path, in order.
+std::vector<std::string> redirect_names(const std::string& redirect);
 
 class Whiteouts {
  public:
