@@ -77,6 +77,8 @@ Invalidations Overlay::invalidations_for(const std::vector<LayerPtr>& dropped) c
   const auto nodes = inodes_.snapshot();
   for (const auto& n : nodes) {
     if (n->parent) children[{n->parent->ino, n->name}] = n->ino;
+    // A hard link's other names are cached by the kernel too.
+    for (const auto& alias : n->aliases) children.emplace(alias, n->ino);
   }
   std::unordered_set<uint64_t> inodes{kRootIno};
   for (const auto& layer : dropped) {
