@@ -10,8 +10,9 @@
 // An opaque directory carries the xattr kOpaqueXattr; a directory moved by
 // rename carries kRedirectXattr naming where its content lives in the layers
 // below: a path from the layers' roots, looked up a name at a time in the
-// merged view of the layers below (through their own redirects). User xattrs in the "user.cowfs."
-// namespace are stored escaped (see xattr_names.h) so they never collide with these.
+// merged view of the layers below (through their own redirects). User
+// xattrs in the "user.cowfs." namespace are stored escaped (see
+// xattr_names.h) so they never collide with these.
 //
 // Thread-safety: is_whiteout() may be called concurrently; make() takes an
 // internal lock.
