@@ -81,30 +81,32 @@ static void collect_redirect_parts(const LayerStack& stack, size_t li, const std
                                    std::vector<DirPart>& parts) {
   const auto names = redirect_names(path);
   if (names.empty()) return;  // not a path we wrote: nothing continues below
+  // Where the lookup stands: each layer's root at first (not owned), then
+  // the parts found for the names so far.
+  std::vector<std::pair<size_t, int>> at;
+  for (size_t j = li + 1; j < stack.size(); ++j) at.emplace_back(j, stack.layers[j]->root.get());
   std::vector<DirPart> cur;
-  for (size_t j = li + 1; j < stack.size(); ++j) {
-    auto root = sys::open_at(stack.layers[j]->root.get(), ".", O_PATH | O_DIRECTORY);
-    if (!root) return;
-    cur.emplace_back(stack.layers[j], root.take());
-  }
   for (const auto& name : names) {
-    if (cur.empty()) break;
     std::vector<DirPart> next;
-    for (size_t i = 0; i < cur.size(); ++i) {
-      const int dfd = cur[i].fd.get();
+    for (const auto& [k, dfd] : at) {
       auto st = sys::stat_at(dfd, name.c_str());
       if (!st) continue;
       // A whiteout or a non-directory hides the name below it.
       if (!S_ISDIR(st->st_mode)) break;
       auto fd = sys::open_at(dfd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
       if (!fd) break;
-      size_t k = 0;
-      while (k < stack.size() && stack.layers[k] != cur[i].layer) ++k;
       bool stop = false;
       collect_dir_parts(stack, k, fd.take(), next, stop);
       if (stop) break;
     }
     cur = std::move(next);
+    at.clear();
+    for (const auto& part : cur) {
+      size_t k = 0;
+      while (k < stack.size() && stack.layers[k] != part.layer) ++k;
+      at.emplace_back(k, part.fd.get());
+    }
+    if (at.empty()) return;
   }
   for (auto& part : cur) {
     // Found by the recorded path, not by the directory's own name.

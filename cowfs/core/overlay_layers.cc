@@ -116,6 +116,9 @@ Invalidations Overlay::invalidations_for(const std::vector<LayerPtr>& dropped) c
     if (n->parent && !n->unlinked) inv.entries.emplace_back(n->parent->ino, n->name);
     for (const auto& [dir, name] : n->aliases) inv.entries.emplace_back(dir, name);
   }
+  // A name both in a dropped tree and among a node's names is sent once.
+  std::sort(inv.entries.begin(), inv.entries.end());
+  inv.entries.erase(std::unique(inv.entries.begin(), inv.entries.end()), inv.entries.end());
   inv.inodes.assign(inodes.begin(), inodes.end());
   return inv;
 }
