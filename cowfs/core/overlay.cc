@@ -42,6 +42,16 @@ uint64_t identity(const Layer& layer, int fd, const struct stat& st) {
 
 bool has_xattr(int fd, const char* name) { return sys::get_xattr(fd, name).ok(); }
 
+// The open flags of a handle's own fd on its backing file. O_DIRECT is the
+// kernel's business, not the store's: the kernel already sends every read
+// and write of an O_DIRECT file to us, past its page cache, in the caller's
+// blocks. The bytes of a write reach the backing fd from libfuse's request
+// buffer, behind the request header and so never aligned, which a store fd
+// opened O_DIRECT refuses with EINVAL (and a store filesystem without
+// O_DIRECT, such as an old tmpfs, refuses the open itself). O_SYNC and
+// O_DSYNC do pass: they are what makes a write durable.
+int backing_open_flags(int flags) { return flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT); }
+
 }  // namespace
 
 Overlay::Overlay(LayerStack stack, Whiteouts* whiteouts, int work_fd, Options opts)
@@ -610,7 +620,7 @@ Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
   auto fh = std::make_unique<FileHandle>();
   fh->node = n;
   fh->flags = flags;
-  const int open_flags = flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
+  const int open_flags = backing_open_flags(flags);
   if (writes) {
     std::unique_lock lock(tree_mu_);
     COWFS_TRY(copy_up(*n, (flags & O_TRUNC) ? CopyData::kNothing : CopyData::kContent));
@@ -666,7 +676,7 @@ void Overlay::release(FileHandle* fh) {
 Result<int> Overlay::reopen_handle(FileHandle& fh) {
   std::lock_guard hl(fh.mu_);
   if (fh.gen_ == fh.node->data_gen.load() && fh.stack_gen_ == stack_gen_.load()) return fh.fd();
-  const int flags = fh.flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC);
+  const int flags = backing_open_flags(fh.flags) & ~O_TRUNC;
   if (fh.writable()) {
     // The stack changed under an open writer (a checkpoint): its next write
     // goes to the new top, never into the now frozen layer.
@@ -861,7 +871,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Overlay::create(uint64_t p
   if (probe(**dir, name)) return Errno{EEXIST};
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
-  int open_flags = (flags & ~(O_TRUNC | O_NOCTTY)) | O_CREAT | O_EXCL;
+  const int open_flags = (backing_open_flags(flags) & ~O_TRUNC) | O_CREAT | O_EXCL;
   UniqueFd fd;
   auto existing = sys::stat_at(*top, name.c_str());
   if (existing) {

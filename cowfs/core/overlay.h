@@ -165,6 +165,10 @@ class Overlay {
   Status rename(uint64_t parent, const std::string& name, uint64_t newparent,
                 const std::string& newname, unsigned flags);
 
+  // flags are the caller's; the handle's backing fd never carries O_DIRECT
+  // (the kernel already keeps such a file's I/O out of its page cache, and
+  // the bytes we write come unaligned from libfuse's buffer), nor does the
+  // one create() opens.
   Result<std::unique_ptr<FileHandle>> open(uint64_t ino, int flags);
   // After caller wrote to or truncated the file open at fd: clears its
   // set-user-ID bit and its set-group-ID bit (if group-executable), as the

@@ -1241,7 +1241,7 @@ void CowfsTest::SetUp() {
     for (int i = lower_count() - 1; i >= 0; --i) copy_tree(lower_src("", i), mp);
     return;
   }
-  mount_ = std::make_unique<CowfsMount>(MountSpec{store_, lowers, mp, {}, {}});
+  mount_ = std::make_unique<CowfsMount>(MountSpec{store_, lowers, mp, mount_args(), {}});
   watchdog_ = std::make_unique<Watchdog>(test_timeout(), [mp, t = test_timeout()] {
     ADD_FAILURE() << "test still running after " << t.count() << " ms: killing the cowfs daemon of "
                   << mp << " to unblock it";

@@ -386,6 +386,8 @@ class CowfsTest : public ::testing::Test {
   // lower 0 only, the standard tree described in fixture.cc.
   virtual void populate_lower(int index, const std::string& root);
   virtual int lower_count() const { return 1; }
+  // Extra arguments of `cowfs mount` (e.g. {"-o", "no_writeback_cache"}).
+  virtual std::vector<std::string> mount_args() const { return {}; }
   virtual std::chrono::milliseconds test_timeout() const { return 90s; }
 
   std::string mnt(const std::string& rel = "") const;
