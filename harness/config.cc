@@ -1,12 +1,17 @@
 #include "harness/config.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <toml++/toml.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
+
+#include "harness/duration.h"
 
 namespace rehearse {
 
@@ -35,7 +40,83 @@ std::optional<std::string> Workspace::sqlite_under(const std::string& data_root)
   return data_root + "/" + *config.sqlite;
 }
 
+std::string expand_placeholders(std::string text, const std::string& root, const std::string& run) {
+  for (const auto& [key, value] : {std::pair<std::string, std::string>{"{root}", root},
+                                   std::pair<std::string, std::string>{"{run}", run}}) {
+    for (size_t at = text.find(key); at != std::string::npos;
+         at = text.find(key, at + value.size())) {
+      text.replace(at, key.size(), value);
+    }
+  }
+  return text;
+}
+
+std::optional<std::string> Workspace::database_url(const std::string& data_root) const {
+  if (!config.database) return std::nullopt;
+  return expand_placeholders(*config.database, data_root, run_dir());
+}
+
 namespace {
+
+bool is_server_url(const std::string& url) {
+  for (const char* scheme : {"postgresql://", "postgres://", "mysql://", "mariadb://"}) {
+    if (url.rfind(scheme, 0) == 0) return true;
+  }
+  return false;
+}
+
+ServiceConfig parse_service(const std::string& path, const toml::table& t, size_t index) {
+  ServiceConfig s;
+  const std::string where = path + ": [[service]] #" + std::to_string(index + 1);
+  auto str = [&](const char* key, bool required) -> std::string {
+    auto node = t[key];
+    if (!node) {
+      if (required) throw ConfigError(where + " needs '" + key + "'; add " + key + " = \"...\"");
+      return "";
+    }
+    auto v = node.value<std::string>();
+    if (!v) throw ConfigError(where + ": '" + key + "' must be a string");
+    return *v;
+  };
+  s.name = str("name", true);
+  static const std::regex name_re("[A-Za-z0-9_-]{1,32}");
+  if (!std::regex_match(s.name, name_re)) {
+    throw ConfigError(where + ": name '" + s.name +
+                      "' must be 1-32 characters of letters, digits, '_' and '-'");
+  }
+  s.start = str("start", true);
+  s.stop = str("stop", false);
+  s.ready = str("ready", false);
+  s.user = str("user", false);
+  s.flush = str("flush", false);
+  if (auto node = t["start_timeout"]) {
+    std::optional<std::chrono::milliseconds> d;
+    if (auto i = node.value<int64_t>()) {
+      if (*i > 0) d = std::chrono::seconds(*i);
+    } else if (auto txt = node.value<std::string>()) {
+      d = parse_duration(*txt);
+    }
+    if (!d) {
+      throw ConfigError(where +
+                        ": start_timeout must be a positive duration (seconds, or \"90s\", "
+                        "\"5m\")");
+    }
+    s.start_timeout = *d;
+  }
+  if (!s.user.empty() && ::getpwnam(s.user.c_str()) == nullptr) {
+    throw ConfigError(where + ": user '" + s.user + "' does not exist on this machine");
+  }
+  for (const auto& [k, v] : t) {
+    std::string key(k.str());
+    static const char* known[] = {"name", "start", "stop",         "ready",
+                                  "user", "flush", "start_timeout"};
+    if (std::find(std::begin(known), std::end(known), key) == std::end(known)) {
+      throw ConfigError(where + ": unknown key '" + key +
+                        "'; the keys are name, start, stop, ready, user, flush, start_timeout");
+    }
+  }
+  return s;
+}
 
 void check_sqlite_path(const std::string& p) {
   fs::path sp(p);
@@ -145,11 +226,39 @@ Workspace Workspace::load(const std::string& dir) {
   w.config.mountpoint = absolute_path(*get("mountpoint", true), w.root);
   w.config.steps = absolute_path(*get("steps", true), w.root);
   w.config.sqlite = get("sqlite", false);
+  w.config.database = get("database", false);
+  if (w.config.database) {
+    if (w.config.sqlite) {
+      throw ConfigError(path +
+                        ": 'sqlite' and 'database' both given; .sql steps run against one "
+                        "database, keep one of them");
+    }
+    if (!is_server_url(*w.config.database)) {
+      throw ConfigError(path + ": database '" + *w.config.database +
+                        "' must be a postgresql://... or mysql://... URL (SQLite: use 'sqlite')");
+    }
+  }
+  if (auto node = t["service"]) {
+    const auto* arr = node.as_array();
+    if (!arr) throw ConfigError(path + ": 'service' must be [[service]] tables");
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const auto* tbl = (*arr)[i].as_table();
+      if (!tbl) throw ConfigError(path + ": 'service' must be [[service]] tables");
+      ServiceConfig sc = parse_service(path, *tbl, i);
+      for (const auto& other : w.config.services) {
+        if (other.name == sc.name) {
+          throw ConfigError(path + ": two services are named '" + sc.name + "'; rename one");
+        }
+      }
+      w.config.services.push_back(std::move(sc));
+    }
+  }
   for (const auto& [k, v] : t) {
     std::string key(k.str());
-    if (key != "lowers" && key != "mountpoint" && key != "steps" && key != "sqlite") {
+    if (key != "lowers" && key != "mountpoint" && key != "steps" && key != "sqlite" &&
+        key != "database" && key != "service") {
       throw ConfigError(path + ": unknown key '" + key +
-                        "'; the keys are lowers, mountpoint, steps, sqlite");
+                        "'; the keys are lowers, mountpoint, steps, sqlite, database, service");
     }
   }
   check_config(w.root, w.config);

@@ -1,7 +1,12 @@
 #include "harness/pipeline.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -144,6 +149,9 @@ void Pipeline::recover() {
 }
 
 void Pipeline::store_op(const std::vector<std::string>& drop, const Intent& intent) {
+  // A server left running would write what it holds in memory over the
+  // rewound files.
+  if (services_) services_->stop_all();
   journal_.decide_store_op(drop, intent);  // 1
   crash_point("after-intent", intent.label);
   if (intent.op == "rewind") {  // 2
@@ -280,6 +288,10 @@ Pipeline::IncResult Pipeline::run_increment(const Increment& inc, int index, std
       continue;
     }
     if (stop_.load()) return IncResult::kInterrupted;
+    if (services_ && !services_->empty()) {
+      if (auto died = services_->dead()) progress_.note(*died + "; starting it again");
+      services_->start_all();  // a service that is not ready fails the run
+    }
     // Registers the checksum before any work, so an edit made while this
     // increment is interrupted is noticed on resume.
     journal_.add_partial(v, {step.name, kind, step.checksum, 0, 0, 0, false});
@@ -296,6 +308,14 @@ Pipeline::IncResult Pipeline::run_increment(const Increment& inc, int index, std
     progress_.step_started(v, step.name, kind, si, static_cast<int>(inc.steps.size()));
     auto t0 = clock::now();
     StepResult res = run_step(step, env);
+    if (services_ && res.outcome != Outcome::kInterrupted) {
+      if (auto died = services_->dead()) {
+        std::string was = res.error.substr(0, res.error.find('\n'));
+        res.outcome = Outcome::kFailed;
+        res.error = *died + (was.empty() ? "" : " (the step said: " + was + ")");
+        res.tail += (res.tail.empty() ? "" : "\n") + *died;
+      }
+    }
     int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0).count();
     if (res.outcome == Outcome::kFailed) {
       // Named before the rollback, which frees the space again.
@@ -352,6 +372,19 @@ void Pipeline::commit(const Increment& inc) {
   const std::string label = unique_label(v);
   int64_t id = journal_.mark_committing(v, run_id_, label);  // 2
   crash_point("after-committing", v);
+  if (store_ && services_ && services_->running()) {
+    // The servers' own checkpoint first (shorter recovery after a rewind),
+    // then everything they wrote out of the kernel's cache into the layer.
+    services_->flush_all();
+    int fd = ::open(data_root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd < 0 ? -1 : ::syncfs(fd);
+    int saved = errno;
+    if (fd >= 0) ::close(fd);
+    if (rc != 0) {
+      throw StoreError("cannot sync the mount " + data_root_ +
+                       " before the checkpoint: " + std::strerror(saved));
+    }
+  }
   if (store_) store_->checkpoint(label);  // 3
   crash_point("after-checkpoint", v);
   journal_.mark_applied(v);  // 4

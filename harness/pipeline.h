@@ -40,6 +40,11 @@
 // A failed step's message names a full disk when that is the cause
 // (disk.h), checked before the rollback frees the space.
 //
+// Services (service.h), when set: started before the first step that runs,
+// stopped before every store operation, flushed before the checkpoint of a
+// commit, which then syncs the mount (syncfs) so the frozen layer holds
+// everything the servers wrote; a service that dies during a step fails it.
+//
 // In-place mode (no overlay): steps 3 and store operations do not exist;
 // a failed increment keeps the work of its finished steps (only the failing
 // step's own transaction is rolled back), and rewinds are refused.
@@ -54,6 +59,7 @@
 #include "harness/config.h"
 #include "harness/journal.h"
 #include "harness/progress.h"
+#include "harness/service.h"
 #include "harness/step.h"
 #include "harness/store.h"
 
@@ -96,6 +102,7 @@ class Pipeline {
   Pipeline(const Workspace& ws, Journal& journal, LayerStore* store, Progress& progress,
            const std::atomic<bool>& stop, std::string data_root, int64_t run_id);
 
+  void set_services(Services* services) { services_ = services; }
   void recover();
   PipelineResult run(std::vector<Increment> plan, const RunRequest& req);
   PipelineResult rewind_to(const std::string& version);      // the state right after version
@@ -123,6 +130,7 @@ class Pipeline {
   std::string data_root_;
   int64_t run_id_;
   std::optional<std::chrono::milliseconds> step_timeout_;
+  Services* services_ = nullptr;
 };
 
 }  // namespace rehearse

@@ -194,7 +194,8 @@ std::vector<Increment> discover_steps(const std::string& steps_dir, bool have_sq
       s.checksum = checksum_file(path);
       if (fname.size() > 4 && fname.compare(fname.size() - 4, 4, ".sql") == 0) {
         if (!have_sqlite) {
-          throw DiscoveryError(path + ": a .sql step needs a database; set `sqlite` in " +
+          throw DiscoveryError(path +
+                               ": a .sql step needs a database; set `sqlite` or `database` in " +
                                "rehearse.toml (rehearse init --sqlite PATH-IN-MOUNT)");
         }
         std::string text = read_text_file(path);

@@ -10,6 +10,7 @@
 #include "harness/db.h"
 #include "harness/duration.h"
 #include "harness/pipeline.h"
+#include "harness/service.h"
 
 namespace rehearse::cli {
 
@@ -157,8 +158,14 @@ int run_pipeline(const Globals& g, const std::string& command, bool json, DataAc
     } else if (access == DataAccess::kMount) {
       ensure_mounted(s, &progress);
     }
+    // Before anything changes the layers: a server a killed rehearse left
+    // running must not see them change under it.
+    Services::stop_orphans(s.ws, &progress);
     int64_t run_id = s.journal->begin_run(command, in_place);
     Pipeline p(s.ws, *s.journal, store, progress, stop, data_root, run_id);
+    // Stopped (destroyed) before the session, whatever happens in body.
+    Services services(s.ws, data_root, &progress);
+    p.set_services(&services);
     PipelineResult r;
     try {
       p.recover();
@@ -166,6 +173,11 @@ int run_pipeline(const Globals& g, const std::string& command, bool json, DataAc
     } catch (const std::exception& e) {
       s.journal->end_run(run_id, "failed", e.what());
       throw;
+    }
+    try {
+      services.stop_all();
+    } catch (const std::exception& e) {
+      if (r.exit_code == 0) r = {1, e.what()};
     }
     s.journal->end_run(run_id,
                        r.exit_code == 0     ? "ok"

@@ -16,7 +16,7 @@ CLI::App* setup_plan(CLI::App& app, PlanOptions& o) {
 int run_plan(const Globals& g, const PlanOptions& o) {
   return guarded([&] {
     Session s = open_session(g, false);
-    auto plan = discover_steps(s.ws.config.steps, s.ws.config.sqlite.has_value());
+    auto plan = discover_steps(s.ws.config.steps, s.ws.config.has_database());
     WorkspaceState st = analyze(plan, *s.journal);
     std::set<std::string> pending, changed;
     for (const auto* p : st.pending) pending.insert(p->label());

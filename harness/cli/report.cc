@@ -17,7 +17,7 @@ CLI::App* setup_report(CLI::App& app, ReportOptions& o) {
 int run_report(const Globals& g, const ReportOptions& o) {
   return guarded([&] {
     Session s = open_session(g, false);
-    auto plan = discover_steps(s.ws.config.steps, s.ws.config.sqlite.has_value());
+    auto plan = discover_steps(s.ws.config.steps, s.ws.config.has_database());
     Report r = build_report(*s.journal, plan);
     std::cout << (o.json ? report_json(r) + "\n" : report_text(r));
     return 0;

@@ -22,7 +22,7 @@ int run_rerun(const Globals& g, const RerunOptions& o) {
   std::vector<Increment> plan;
   int rc = guarded([&] {
     Workspace ws = Workspace::load(g.dir);
-    plan = discover_steps(ws.config.steps, ws.config.sqlite.has_value());
+    plan = discover_steps(ws.config.steps, ws.config.has_database());
     for (const auto& inc : plan) {
       if (inc.version == *v) return 0;
     }

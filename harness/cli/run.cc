@@ -71,7 +71,7 @@ int run_run(const Globals& g, const RunOptions& o) {
   std::vector<Increment> plan;
   int rc = guarded([&] {
     Workspace ws = Workspace::load(g.dir);
-    plan = discover_steps(ws.config.steps, ws.config.sqlite.has_value());
+    plan = discover_steps(ws.config.steps, ws.config.has_database());
     return 0;
   });
   if (rc != 0) return rc;

@@ -6,6 +6,7 @@
 #include "harness/cli/cli.h"
 #include "harness/json.h"
 #include "harness/runner.h"
+#include "harness/service.h"
 
 namespace rehearse::cli {
 
@@ -21,7 +22,7 @@ int run_status(const Globals& g, const StatusOptions& o) {
     std::string steps_error;
     std::vector<Increment> plan;
     try {
-      plan = discover_steps(s.ws.config.steps, s.ws.config.sqlite.has_value());
+      plan = discover_steps(s.ws.config.steps, s.ws.config.has_database());
     } catch (const DiscoveryError& e) {
       steps_error = e.what();
     }
@@ -53,6 +54,15 @@ int run_status(const Globals& g, const StatusOptions& o) {
     bool committing = false;
     for (const auto& a : st.applied) committing = committing || a.state == "committing";
     auto last = s.journal->last_run();
+    auto services = Services::status(s.ws);
+    auto service_state = [](const ServiceStatus& sv) -> std::string {
+      if (!sv.running) return "stopped";
+      std::string pids;
+      for (pid_t p : sv.pids) pids += (pids.empty() ? "" : ",") + std::to_string(p);
+      return std::string(sv.orphan ? "orphaned" : "running") + " (pid " + pids +
+             (sv.orphan ? "; left by rehearse pid " : ", for rehearse pid ") +
+             std::to_string(sv.owner) + ")";
+    };
 
     if (o.json) {
       std::vector<std::string> pending, changed;
@@ -88,6 +98,18 @@ int run_status(const Globals& g, const StatusOptions& o) {
       if (!store_error.empty()) out.add("store_error", store_error);
       if (!steps_error.empty()) out.add("steps_error", steps_error);
       if (!busy.empty()) out.add("busy", busy);
+      std::vector<std::string> svc;
+      for (const auto& sv : services) {
+        std::vector<std::string> pids;
+        for (pid_t p : sv.pids) pids.push_back(std::to_string(p));
+        svc.push_back(json::Object()
+                          .add("name", sv.name)
+                          .add("running", sv.running)
+                          .add("orphan", sv.orphan)
+                          .add_raw("pids", json::array(pids))
+                          .str());
+      }
+      out.add_raw("services", json::array(svc));
       if (last) {
         out.add_raw("last_run", json::Object()
                                     .add("id", last->id)
@@ -148,6 +170,9 @@ int run_status(const Globals& g, const StatusOptions& o) {
     if (last) {
       std::cout << "last run:    #" << last->id << " " << last->command << ": " << last->outcome
                 << (last->error.empty() ? "" : " - " + last->error) << "\n";
+    }
+    for (const auto& sv : services) {
+      std::cout << "service:     " << sv.name << ": " << service_state(sv) << "\n";
     }
     if (!busy.empty()) std::cout << "busy:        " << busy << "\n";
     return 0;

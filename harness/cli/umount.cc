@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "harness/cli/cli.h"
+#include "harness/service.h"
 
 namespace rehearse::cli {
 
@@ -13,6 +14,7 @@ int run_umount(const Globals& g, const UmountOptions&) {
   return guarded([&] {
     Session s = open_session(g, true, false);
     start_file_log(s.ws);
+    Services::stop_orphans(s.ws, nullptr);  // a server on the mount keeps it busy
     if (!s.cowfs->is_mounted(s.ws.config.mountpoint)) {
       std::cout << s.ws.config.mountpoint << " is not mounted\n";
       return 0;
