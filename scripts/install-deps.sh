@@ -11,6 +11,9 @@ packages=(
   attr rsync util-linux procps psmisc coreutils findutils
   sshfs openssh-server openssh-client
   python3
+  # Database servers on the mount (services, server engines): the tests start
+  # their own servers, never the ones Debian sets up.
+  postgresql-15 postgresql-client-15 libpq-dev mariadb-server mariadb-client libmariadb-dev
 )
 
 missing=()
@@ -35,5 +38,15 @@ fi
 
 echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# One apt at a time on a shared machine.
+lock=()
+if command -v flock >/dev/null; then lock=(flock /tmp/rehearse-apt.lock); fi
+$sudo "${lock[@]}" apt-get update -qq
+$sudo "${lock[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts (and enables) the servers it installs. The tests run their
+# own, on sockets in their temporary directories with no TCP listener, so
+# the system's servers are not needed: stop them rather than leave two
+# database servers competing for memory on a CI machine.
+if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+  $sudo systemctl disable --now postgresql mariadb >/dev/null 2>&1 || true
+fi
