@@ -100,6 +100,30 @@ Pipeline::Pipeline(const Workspace& ws, Journal& journal, LayerStore* store, Pro
       run_id_(run_id) {}
 
 std::optional<std::string> Pipeline::sqlite() const { return ws_.sqlite_under(data_root_); }
+std::optional<std::string> Pipeline::database() const { return ws_.database_url(data_root_); }
+
+void Pipeline::write_version(const std::string& version) {
+  if (auto db = sqlite()) write_data_version(*db, version);
+  if (auto url = database()) {
+    if (services_) services_->start_all();
+    server_write_data_version(*url, version);
+  }
+}
+
+void Pipeline::make_durable() {
+  if (!store_ || !services_ || !services_->running()) return;
+  // The servers' own checkpoint first (shorter recovery after a rewind),
+  // then everything they wrote out of the kernel's cache into the layer.
+  services_->flush_all();
+  int fd = ::open(data_root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int rc = fd < 0 ? -1 : ::syncfs(fd);
+  int saved = errno;
+  if (fd >= 0) ::close(fd);
+  if (rc != 0) {
+    throw StoreError("cannot sync the mount " + data_root_ +
+                     " before the checkpoint: " + std::strerror(saved));
+  }
+}
 
 void Pipeline::clear_step_states() {
   std::error_code ec;
@@ -280,17 +304,18 @@ Pipeline::IncResult Pipeline::run_increment(const Increment& inc, int index, std
       progress_.step_skipped(v, step.name, "already done");
       continue;
     }
-    if (step.kind != StepKind::kExec && sqlite() &&
-        step_finished_in_data(*sqlite(), v, step.name)) {
-      // Its transaction committed but the journal never heard: record it.
-      journal_.add_partial(v, {step.name, kind, step.checksum, 0, 0, 0, true});
-      progress_.step_skipped(v, step.name, "already done (found in the data)");
-      continue;
-    }
     if (stop_.load()) return IncResult::kInterrupted;
     if (services_ && !services_->empty()) {
       if (auto died = services_->dead()) progress_.note(*died + "; starting it again");
       services_->start_all();  // a service that is not ready fails the run
+    }
+    if (step.kind != StepKind::kExec &&
+        ((sqlite() && step_finished_in_data(*sqlite(), v, step.name)) ||
+         (database() && server_step_finished(*database(), v, step.name)))) {
+      // Its transaction committed but the journal never heard: record it.
+      journal_.add_partial(v, {step.name, kind, step.checksum, 0, 0, 0, true});
+      progress_.step_skipped(v, step.name, "already done (found in the data)");
+      continue;
     }
     // Registers the checksum before any work, so an edit made while this
     // increment is interrupted is noticed on resume.
@@ -298,6 +323,8 @@ Pipeline::IncResult Pipeline::run_increment(const Increment& inc, int index, std
     StepEnv env;
     env.data_root = data_root_;
     env.sqlite = sqlite();
+    env.database = database();
+    if (!ws_.config.services.empty()) env.run_dir = ws_.run_dir();
     env.version = v;
     env.state_file = ws_.step_state_dir() + "/" + v + "/" + step.name + ".state";
     env.log_path = ws_.logs_dir() + "/" + v + "/" + step.name + ".log";
@@ -367,24 +394,12 @@ Pipeline::IncResult Pipeline::run_increment(const Increment& inc, int index, std
 
 void Pipeline::commit(const Increment& inc) {
   const std::string v = inc.label();
-  if (auto db = sqlite()) write_data_version(*db, v);  // 1
+  write_version(v);  // 1
   crash_point("after-data-version", v);
   const std::string label = unique_label(v);
   int64_t id = journal_.mark_committing(v, run_id_, label);  // 2
   crash_point("after-committing", v);
-  if (store_ && services_ && services_->running()) {
-    // The servers' own checkpoint first (shorter recovery after a rewind),
-    // then everything they wrote out of the kernel's cache into the layer.
-    services_->flush_all();
-    int fd = ::open(data_root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = fd < 0 ? -1 : ::syncfs(fd);
-    int saved = errno;
-    if (fd >= 0) ::close(fd);
-    if (rc != 0) {
-      throw StoreError("cannot sync the mount " + data_root_ +
-                       " before the checkpoint: " + std::strerror(saved));
-    }
-  }
+  make_durable();
   if (store_) store_->checkpoint(label);  // 3
   crash_point("after-checkpoint", v);
   journal_.mark_applied(v);  // 4
@@ -462,8 +477,9 @@ PipelineResult Pipeline::stamp(const std::string& version) {
   auto v = parse_v(version);
   if (!v) return {1, "'" + version + "' is not a version (dotted numbers like 1.2)"};
   const std::string label = v->str();
-  if (auto db = sqlite()) write_data_version(*db, label);
+  write_version(label);
   std::string layer = unique_label(label);
+  make_durable();
   if (store_) store_->checkpoint(layer);
   journal_.stamp(label, layer, run_id_);
   clear_step_states();

@@ -121,6 +121,11 @@ class Pipeline {
   std::string unique_label(const std::string& version);
   void clear_step_states();
   std::optional<std::string> sqlite() const;
+  std::optional<std::string> database() const;  // a server's URL, placeholders expanded
+  // The data's version in the target database (SQLite or server).
+  void write_version(const std::string& version);
+  // Before a checkpoint while services run: flush them, syncfs the mount.
+  void make_durable();
 
   const Workspace& ws_;
   Journal& journal_;

@@ -43,11 +43,13 @@ namespace rehearse {
 inline constexpr int kExitMoreToDo = 75;  // EX_TEMPFAIL from <sysexits.h>
 
 struct StepEnv {
-  std::string data_root;              // the mountpoint (or the real data in place)
-  std::optional<std::string> sqlite;  // absolute path of the target database
-  std::string version;                // the increment's label
-  std::string state_file;             // REHEARSE_STATE
-  std::string log_path;               // appended to
+  std::string data_root;                // the mountpoint (or the real data in place)
+  std::optional<std::string> sqlite;    // absolute path of the target database
+  std::optional<std::string> database;  // or a server's URL (engine.h)
+  std::string run_dir;                  // REHEARSE_RUN: the services' {run}
+  std::string version;                  // the increment's label
+  std::string state_file;               // REHEARSE_STATE
+  std::string log_path;                 // appended to
   Progress* progress = nullptr;
   const std::atomic<bool>* stop = nullptr;
   std::optional<std::chrono::milliseconds> timeout;  // none = wait forever
@@ -98,6 +100,9 @@ StepResult run_step(const Step& step, const StepEnv& env);
 StepResult run_sql_step(const Step& step, const StepEnv& env);
 StepResult run_batch_step(const Step& step, const StepEnv& env);
 StepResult run_exec_step(const Step& step, const StepEnv& env);
+// Against env.database (runner_server.cc).
+StepResult run_server_sql_step(const Step& step, const StepEnv& env);
+StepResult run_server_batch_step(const Step& step, const StepEnv& env);
 
 // ---- target-database bookkeeping --------------------------------------------
 
@@ -110,6 +115,11 @@ bool step_finished_in_data(const std::string& sqlite, const std::string& version
 void write_data_version(const std::string& sqlite, const std::string& version);
 // nullopt when the database or the table is missing.
 std::optional<std::string> read_data_version(const std::string& sqlite);
+// The same three for a server database (URL); the server must be running.
+bool server_step_finished(const std::string& url, const std::string& version,
+                          const std::string& step);
+void server_write_data_version(const std::string& url, const std::string& version);
+std::optional<std::string> server_read_data_version(const std::string& url);
 
 struct Window {
   int64_t lo = 0, hi = 0;

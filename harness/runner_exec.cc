@@ -83,6 +83,8 @@ StepResult run_exec_step(const Step& step, const StepEnv& env) {
         "REHEARSE_MORE_EXIT=" + std::to_string(kExitMoreToDo),
     };
     if (env.sqlite) extra.push_back("REHEARSE_SQLITE=" + *env.sqlite);
+    if (env.database) extra.push_back("REHEARSE_DATABASE=" + *env.database);
+    if (!env.run_dir.empty()) extra.push_back("REHEARSE_RUN=" + env.run_dir);
     o.env = environment_with(extra);
     o.progress_fd = kProgressFd;
     o.on_stdout = [&](const std::string& l) { keep("stdout", l); };

@@ -24,9 +24,9 @@ const char* outcome_name(Outcome o) {
 StepResult run_step(const Step& step, const StepEnv& env) {
   switch (step.kind) {
     case StepKind::kSql:
-      return run_sql_step(step, env);
+      return env.database ? run_server_sql_step(step, env) : run_sql_step(step, env);
     case StepKind::kBatchSql:
-      return run_batch_step(step, env);
+      return env.database ? run_server_batch_step(step, env) : run_batch_step(step, env);
     case StepKind::kExec:
       return run_exec_step(step, env);
   }

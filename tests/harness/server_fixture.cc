@@ -38,6 +38,15 @@ void ServerE2E::SetUpTestSuite() {
   // Checksums on, as the crash tests check them with pg_checksums.
   sh("runuser -u postgres -- " + std::string(kPgBin) + "/initdb -D " + t +
      "/pgdata --data-checksums -A trust -U postgres >" + suite_tmp_->sub("initdb.log") + " 2>&1");
+  // A small redo log, so that copying production per test stays cheap.
+  sh("chown mysql " + t + " && mariadb-install-db --no-defaults --user=mysql --datadir=" + t +
+     "/mysql --auth-root-authentication-method=socket --skip-test-db "
+     "--innodb-log-file-size=8M >" +
+     suite_tmp_->sub("mariadb-install.log") + " 2>&1");
+  sh("echo 'CREATE DATABASE app;' | runuser -u mysql -- /usr/sbin/mariadbd --no-defaults "
+     "--bootstrap --datadir=" +
+     t + "/mysql --skip-networking --innodb-log-file-size=8M >>" +
+     suite_tmp_->sub("mariadb-install.log") + " 2>&1");
 }
 
 void ServerE2E::TearDownTestSuite() { suite_tmp_.reset(); }
@@ -53,6 +62,7 @@ void ServerE2E::SetUp() {
   mkdirs(ws());
   mkdirs(steps());
   sh("cp -a " + suite_tmp_->sub(template_dir()) + "/pgdata " + src + "/pgdata");
+  sh("cp -a " + suite_tmp_->sub(template_dir()) + "/mysql " + src + "/mysql");
   mkdirs(src + "/files");
   write_file(src + "/files/readme.txt", "production file\n");
   sh("mount --bind " + src + " " + prod());
@@ -158,6 +168,54 @@ std::string ServerE2E::psql(const std::string& sql) {
   std::string out = r.out;
   while (!out.empty() && out.back() == '\n') out.pop_back();
   return out;
+}
+
+std::string ServerE2E::mariadb_service(const std::string& flush_method) const {
+  return "[[service]]\nname = \"mariadb\"\n"
+         "start = \"/usr/sbin/mariadbd --no-defaults --datadir={root}/mysql "
+         "--socket={run}/mysql.sock --skip-networking --pid-file={run}/mariadb.pid "
+         "--innodb-log-file-size=8M" +
+         (flush_method.empty() ? "" : " --innodb-flush-method=" + flush_method) +
+         " &\"\n"
+         "ready = \"mariadb-admin --no-defaults --socket={run}/mysql.sock ping\"\n"
+         "stop = \"mariadb-admin --no-defaults --socket={run}/mysql.sock shutdown\"\n"
+         "flush = \"mariadb --no-defaults --socket={run}/mysql.sock -e 'FLUSH TABLES'\"\n"
+         "user = \"mysql\"\n";
+}
+
+std::string ServerE2E::mariadb_database() const {
+  return "database = \"mysql://root@localhost/app?socket={run}/mysql.sock\"";
+}
+
+std::string ServerE2E::mariadb_cmd() const {
+  return "mariadb --no-defaults -N -B -uroot -S " + run_dir() + "/mysql.sock app";
+}
+
+std::string ServerE2E::mariadb(const std::string& sql) {
+  CliResult r = rehearse({"exec", "--", "mariadb", "--no-defaults", "-N", "-B", "-uroot", "-S",
+                          run_dir() + "/mysql.sock", "-e", sql, "app"});
+  if (r.exit_code != 0) return "ERROR: " + r.describe();
+  std::string out = r.out;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+std::string ServerE2E::psql_direct(const std::string& sql) const {
+  std::string cmd = psql_cmd() + " -c \"" + sql + "\" 2>&1";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (f == nullptr) return "ERROR: popen";
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  int rc = ::pclose(f);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return rc == 0 ? out : "ERROR: " + out;
+}
+
+std::string ServerE2E::pg_database() const {
+  return "database = \"postgresql:///postgres?host={run}&port=" + std::to_string(port_) +
+         "&user=postgres\"";
 }
 
 std::string ServerE2E::journal_query(const std::string& sql) {

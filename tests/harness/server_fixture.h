@@ -1,6 +1,7 @@
 // Fixture for the tests of services and server databases: a real
-// PostgreSQL 15 cluster (initdb once per test binary, copied per test) as
-// production, behind a read-only bind mount, and a workspace whose
+// PostgreSQL 15 cluster (pgdata/) and a MariaDB 10.11 data directory
+// (mysql/, with a database `app`), made once per test binary and copied per
+// test, as production, behind a read-only bind mount, and a workspace whose
 // [[service]] runs the server on the cowfs mount, with its socket in the
 // workspace's {run} directory and no TCP listener (so tests never collide on
 // a port with each other or with a system server).
@@ -44,6 +45,19 @@ class ServerE2E : public ::testing::Test {
   // `psql -Atc sql` through `rehearse exec` (starts and stops the service);
   // its stdout, trailing newline removed, or "ERROR: ..." on failure.
   std::string psql(const std::string& sql);
+  // The MariaDB service ([[service]] mariadb, as user mysql), InnoDB's
+  // flush method given (empty: the server's default).
+  std::string mariadb_service(const std::string& flush_method = "fsync") const;
+  // database = "mysql://root@localhost/app?socket=..." for it.
+  std::string mariadb_database() const;
+  // `mariadb -N -B -e sql app` through `rehearse exec`, or "ERROR: ...".
+  std::string mariadb(const std::string& sql);
+  // A mariadb command line for steps (database app).
+  std::string mariadb_cmd() const;
+  // psql -Atc sql straight to the server a running rehearse started.
+  std::string psql_direct(const std::string& sql) const;
+  // database = "postgresql://..." for the standard service.
+  std::string pg_database() const;
   // A psql command line for steps (-v ON_ERROR_STOP=1 -At).
   std::string psql_cmd() const;
   // Pids of live processes whose cmdline or cwd mentions the test directory.
