@@ -152,6 +152,10 @@ build_lowers() {
       { tr '\r' '\n' <"$TMP/demo-prod.log" | tail -n 5 >&2; die "make-demo-prod.sh failed"; }
     log "$(tail -n 1 "$TMP/demo-prod.log")"
   fi
+  if [[ " ${WORKLOADS[*]} " == *" W9 "* ]]; then
+    log "building lowers: a PostgreSQL cluster, pgbench scale ${W9_SCALE}, checksums on, for W9"
+    w9_make_cluster "$src/w9"
+  fi
   LOWER=$TMP/lower
   mkdir -p "$LOWER"
   mount --bind "$src" "$LOWER"

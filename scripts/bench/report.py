@@ -26,6 +26,8 @@ def rows_spec(m):
     w8 = f"{m['w8_objects']:,}" if "w8_objects" in m else "?"
     hr = f"{m['h_rows']:,}" if "h_rows" in m else "?"
     hb = f"{m['h_batch']:,}" if "h_batch" in m else "?"
+    w9 = m.get("w9_scale", "?")
+    w9s = m.get("w9_secs", "?")
     return [
         ("w1_cold", f"W1 seq read {big}, cold", "MB/s", True, ("ratio>=", 0.9)),
         ("w1_warm", f"W1 seq read {big}, warm", "MB/s", True, ("ratio>=", 0.8)),
@@ -65,6 +67,11 @@ def rows_spec(m):
         ("h2_rerun", "H2 rehearse rerun 5.0", "s", False, None),
         ("h2_overhead", "H2 rerun 5.0 - increment 5.0 in the full run", "s", False, ("abs<", 1.0)),
         ("h2_rerun_harness", "H2 rerun 5.0 - its own increment time", "s", False, None),
+        ("w9_tps", f"W9 pgbench -c 4 -j 2 -T {w9s}, scale {w9}", "TPS", True, ("ratio>=", 0.7)),
+        ("w9_migration", f"W9 ALTER ADD COLUMN + UPDATE 10% + CREATE INDEX, scale {w9}", "s",
+         False, ("ratio<=", 1.3)),
+        ("w9_growth", f"W9 store (upper, copy) growth, pgbench + migration", "bytes", False,
+         ("overlayfs<=", 0.25)),
     ]
 
 
@@ -97,13 +104,18 @@ def load(out):
     return meta, runs, errors
 
 
-def verdict(target, cow, ratio):
+def verdict(target, cow, ratio, med=None):
     if target is None:
         return None, ""
     kind, x = target
     text = {"ratio>=": f"cowfs/native >= {x}", "ratio<=": f"cowfs/native <= {x}",
-            "abs<=": f"cowfs <= {x}", "abs<": f"cowfs < {x}"}[kind]
+            "abs<=": f"cowfs <= {x}", "abs<": f"cowfs < {x}",
+            "overlayfs<=": f"cowfs/overlayfs <= {x}"}[kind]
     v = ratio if kind.startswith("ratio") else cow
+    if kind == "overlayfs<=":
+        ov = (med or {}).get("overlayfs")
+        v = cow / ov if cow is not None and ov else None
+        kind = "abs<="
     if v is None:
         return "n/a", text
     ok = {"ratio>=": v >= x, "abs<": v < x}.get(kind, v <= x)
@@ -127,7 +139,7 @@ def build_rows(meta, runs, errors):
         peers = {p: med[p] for p in PEERS if p in med}
         best = (max if hib else min)(peers, key=peers.get) if peers else None
         ratio_peer = cow / peers[best] if cow is not None and best and peers[best] else None
-        v, ttext = verdict(target, cow, ratio)
+        v, ttext = verdict(target, cow, ratio, med)
         out.append({"key": key, "label": label, "unit": unit, "higher_is_better": hib,
                     "runs": sr, "median": med, "errors": se,
                     "cowfs_to_native": ratio, "best_peer": best,

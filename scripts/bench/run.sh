@@ -15,7 +15,9 @@
 # upgrade through `rehearse run` vs --in-place, and one turn of the
 # edit-rerun loop (cowfs), H1 a batched UPDATE through `rehearse run` vs the
 # same batches in sqlite3, H2 `rehearse rerun` of the last of five
-# increments vs the full run (cowfs). --h-rows and --w8-objects override the
+# increments vs the full run (cowfs), W9 PostgreSQL on the mount (pgbench
+# TPS, a migration, the store's growth; native, cowfs and overlayfs only).
+# --h-rows and --w8-objects override the
 # sizes of H1/H2 (rows) and W8 (demo objects). --scratch DIR puts the
 # lowers, stores and copies under DIR instead of /var/tmp: point it at a
 # freshly made filesystem to measure without the history of the host's.
@@ -38,7 +40,7 @@ source "$BENCH_DIR/lib.sh"
 # shellcheck source=workloads.sh
 source "$BENCH_DIR/workloads.sh"
 
-WORKLOADS_ALL=(W1 W2 W3 W3b W4 W5 W6 W7 W8 H1 H2)
+WORKLOADS_ALL=(W1 W2 W3 W3b W4 W5 W6 W7 W8 H1 H2 W9)
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -85,6 +87,9 @@ set_sizes() {
   # The harness issues: 1,000,000 rows (H1, H2) and demo objects (W8).
   H_ROWS=$((QUICK ? 200000 : 1000000)) H_BATCH=1000 W8_OBJECTS=$((QUICK ? 20000 : 1000000))
   H_ROWS=${OPT_H_ROWS:-$H_ROWS} W8_OBJECTS=${OPT_W8_OBJECTS:-$W8_OBJECTS}
+  # W9: a pgbench cluster (scale 50 is ~750 MB); native runs on a copy.
+  W9_SCALE=$((QUICK ? 10 : 50)) W9_SECS=$((QUICK ? 10 : 60))
+  [[ " ${WORKLOADS[*]} " == *" W9 "* ]] && NEED_GB=$((NEED_GB + W9_SCALE * 6 / 100 + 1))
   # W8's snapshot is ~2.6 KiB per object (blobs included), and native copies it.
   [[ " ${WORKLOADS[*]} " == *" W8 "* ]] && NEED_GB=$((NEED_GB + W8_OBJECTS * 6 / 1000000 + 1))
   return 0
@@ -159,6 +164,7 @@ main() {
     w5_files="$W5_FILES" tree_files="$TREE_FILES" db_rows="$DB_ROWS" w7_mb="$W7_MB" \
     w7_files_a="$W7_FILES_A" w7_files_b="$W7_FILES_B" layers="$LAYERS" fio_secs="$FIO_SECS" \
     h_rows="$H_ROWS" h_batch="$H_BATCH" w8_objects="$W8_OBJECTS" \
+    w9_scale="$W9_SCALE" w9_secs="$W9_SECS" \
     systems="$(IFS=,; echo "${SYSTEMS[*]}")" workloads="$(IFS=,; echo "${WORKLOADS[*]}")" \
     nofile="$NOFILE" kernel="$(uname -r)" cowfs="$COWFS" date="$(date -Is)" \
     commit="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"

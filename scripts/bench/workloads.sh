@@ -510,3 +510,85 @@ wl_H2() {
   fi
   measure "h2_full h2_inc h2_rerun h2_overhead h2_rerun_harness" "$(runs_for slow)" h2_once
 }
+
+# ---- W9: PostgreSQL on the mount ------------------------------------------------
+
+W9_PGBIN=/usr/lib/postgresql/15/bin
+W9_PORT=5449
+W9_MIGRATION="ALTER TABLE pgbench_accounts ADD COLUMN note text;
+UPDATE pgbench_accounts SET note = 'migrated ' || aid WHERE aid % 10 = 0;
+CREATE INDEX pgbench_accounts_note ON pgbench_accounts (note);"
+
+w9_skip_reason() {
+  [[ -x $W9_PGBIN/pg_ctl ]] || { echo "PostgreSQL 15 is not installed"; return; }
+  command -v pgbench >/dev/null || { echo "pgbench is not installed"; return; }
+  [[ $CUR_SYS == native || $CUR_SYS == cowfs || $CUR_SYS == overlayfs ]] ||
+    echo "W9 runs on native, cowfs and overlayfs"
+}
+
+w9_sock() { echo "$TMP/w9sock"; }
+w9_pg() { runuser -u postgres -- "$W9_PGBIN/pg_ctl" "$@"; }
+w9_psql() { psql -v ON_ERROR_STOP=1 -q -At -h "$(w9_sock)" -p "$W9_PORT" -U postgres "$@"; }
+
+w9_start() {
+  local data=$1
+  mkdir -p "$(w9_sock)"
+  chown postgres "$(w9_sock)"
+  w9_pg -D "$data" -l "$(w9_sock)/w9-$CUR_SYS.log" -o "-k $(w9_sock) -p $W9_PORT -c listen_addresses=''" \
+    -w start >/dev/null
+}
+w9_stop() { w9_pg -D "$1" -m fast -w stop >/dev/null; }
+
+# w9_make_cluster DIR: DIR/pgdata, owned by postgres, initialised by pgbench.
+w9_make_cluster() {
+  local dir=$1
+  mkdir -p "$dir/pgdata"
+  chmod 755 "$TMP" "$TMP/lower-src" "$dir"
+  chown postgres "$dir/pgdata"
+  chmod 700 "$dir/pgdata"
+  runuser -u postgres -- "$W9_PGBIN/initdb" -D "$dir/pgdata" --data-checksums -A trust \
+    -U postgres >/dev/null
+  CUR_SYS=build w9_start "$dir/pgdata"
+  pgbench -i -q -s "$W9_SCALE" -h "$(w9_sock)" -p "$W9_PORT" -U postgres postgres >/dev/null 2>&1
+  w9_psql -c "CHECKPOINT"
+  w9_stop "$dir/pgdata"
+}
+
+# One system: the server on the data directory (a copy for native, the
+# lower's through the mount for the overlays), pgbench for W9_SECS, then the
+# migration; prints "TPS MIGRATION_SECONDS GROWTH_BYTES".
+w9_once() {
+  local data before tps mig growth
+  mount_fresh "$CUR_SYS"
+  if [[ $CUR_SYS == native ]]; then
+    cp -a "$LOWER/w9/pgdata" "$W/pgdata"
+    data=$W/pgdata
+  else
+    data=$MNT/w9/pgdata
+  fi
+  sync
+  before=$(disk_bytes "$STORE")
+  w9_start "$data"
+  tps=$(pgbench -n -c 4 -j 2 -T "$W9_SECS" -h "$(w9_sock)" -p "$W9_PORT" -U postgres postgres 2>&1 |
+    sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | tail -n 1)
+  [[ -n $tps ]] || { w9_stop "$data"; die "pgbench printed no tps"; }
+  mig=$(timed w9_psql -c "$W9_MIGRATION")
+  [[ $(w9_psql -c "SELECT count(note) FROM pgbench_accounts") == $((W9_SCALE * 10000)) ]] ||
+    { w9_stop "$data"; die "the migration did not update 10% of the rows"; }
+  w9_stop "$data"
+  growth=$(($(disk_bytes "$STORE") - before))
+  umount_sys "$CUR_SYS"
+  echo "$tps $mig $growth"
+}
+
+# One run per system: a minute of pgbench plus a migration of a 750 MB
+# cluster each; native's growth is what the copy grew by.
+wl_W9() {
+  local why
+  why=$(w9_skip_reason)
+  if [[ -n $why ]]; then
+    [[ $CUR_SYS == cowfs ]] && echo "SKIP: W9 ($why)" | tee -a "$OUT/skips.txt"
+    return 0
+  fi
+  measure "w9_tps w9_migration w9_growth" 1 w9_once
+}
