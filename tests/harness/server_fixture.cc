@@ -117,6 +117,26 @@ std::vector<pid_t> ServerE2E::leftovers() const {
   return out;
 }
 
+pid_t ServerE2E::cowfs_pid() const {
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) return 0;
+  pid_t found = 0;
+  while (dirent* e = ::readdir(d)) {
+    char* end = nullptr;
+    long pid = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0') continue;
+    std::ifstream in(std::string("/proc/") + e->d_name + "/cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmd.find("cowfs") != std::string::npos &&
+        cmd.find(std::string("--store") + '\0' + ws() + "/.rehearse/store" + '\0') !=
+            std::string::npos) {
+      found = static_cast<pid_t>(pid);
+    }
+  }
+  ::closedir(d);
+  return found;
+}
+
 std::vector<std::string> ServerE2E::argv(const std::vector<std::string>& args) const {
   std::vector<std::string> a = {REHEARSE_BIN, "-C", ws()};
   a.insert(a.end(), args.begin(), args.end());

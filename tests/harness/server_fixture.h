@@ -63,6 +63,8 @@ class ServerE2E : public ::testing::Test {
   // Pids of live processes whose cmdline or cwd mentions the test directory.
   std::vector<pid_t> leftovers() const;
   std::string journal_query(const std::string& sql);
+  // The pid of the cowfs daemon serving this workspace's mount (0: none).
+  pid_t cowfs_pid() const;
 
   std::string ws() const { return tmp_->sub("ws"); }
   std::string mnt(const std::string& rel = "") const {
