@@ -835,8 +835,15 @@ Status Overlay::place(Node& dir, const std::string& name, const std::string& tmp
   return sys::rename_at(work_fd_, tmp.c_str(), *top, name.c_str());
 }
 
+mode_t Overlay::creation_mode(int top, mode_t mode, const Caller& caller, bool in_place) const {
+  mode_t perm = mode & 07777;
+  if (!in_place || !sys::get_xattr(top, "system.posix_acl_default").ok()) perm &= ~caller.umask;
+  if (opts_.is_root && !S_ISDIR(mode)) perm &= ~(S_ISUID | S_ISGID);
+  return perm;
+}
+
 Result<Entry> Overlay::finish_create(const NodePtr& parent, const std::string& name,
-                                     const Caller& caller) {
+                                     const Caller& caller, mode_t mode) {
   auto top = top_dir(*parent);
   if (!top) return Errno{top.error()};
   if (opts_.is_root) {
@@ -845,6 +852,16 @@ Result<Entry> Overlay::finish_create(const NodePtr& parent, const std::string& n
     if (pst && (pst->st_mode & S_ISGID)) gid = pst->st_gid;
     if (::fchownat(*top, name.c_str(), caller.uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
       return Errno{errno};
+    }
+    // The set-ID bits go on once the file is the caller's: a change of owner
+    // clears them from a non-directory, root's too.
+    const mode_t set_id = mode & (S_ISUID | S_ISGID);
+    if (set_id != 0 && !S_ISDIR(mode) && !S_ISLNK(mode)) {
+      auto st = sys::stat_at(*top, name.c_str());
+      if (!st) return Errno{st.error()};
+      if (::fchmodat(*top, name.c_str(), (st->st_mode & 07777) | set_id, 0) < 0) {
+        return Errno{errno};
+      }
     }
   }
   auto created = sys::stat_at(*top, name.c_str());
@@ -874,10 +891,11 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Overlay::create(uint64_t p
   const int open_flags = (backing_open_flags(flags) & ~O_TRUNC) | O_CREAT | O_EXCL;
   UniqueFd fd;
   auto existing = sys::stat_at(*top, name.c_str());
+  const mode_t perm = creation_mode(*top, mode, caller, !existing);
   if (existing) {
     // Only a whiteout can be here (probe found nothing): replace it atomically.
     std::string tmp = temp_name();
-    auto f = sys::open_at(work_fd_, tmp.c_str(), open_flags, mode);
+    auto f = sys::open_at(work_fd_, tmp.c_str(), open_flags, perm);
     if (!f) return Errno{f.error()};
     Status s = place(**dir, name, tmp);
     if (!s.ok()) {
@@ -886,11 +904,11 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Overlay::create(uint64_t p
     }
     fd = f.take();
   } else {
-    auto f = sys::open_at(*top, name.c_str(), open_flags, mode);
+    auto f = sys::open_at(*top, name.c_str(), open_flags, perm);
     if (!f) return Errno{f.error()};
     fd = f.take();
   }
-  auto e = finish_create(*dir, name, caller);
+  auto e = finish_create(*dir, name, caller, mode);
   if (!e) return Errno{e.error()};
   auto fh = std::make_unique<FileHandle>();
   fh->node = e->node;

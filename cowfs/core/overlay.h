@@ -43,6 +43,10 @@ namespace cowfs {
 struct Caller {
   uid_t uid = 0;
   gid_t gid = 0;
+  // The caller's umask. The kernel leaves it to us (FUSE_CAP_DONT_MASK) and
+  // we apply it as a local filesystem does: not where the new object takes
+  // its permissions from a default ACL of its directory.
+  mode_t umask = 0;
 };
 
 struct Entry {
@@ -301,7 +305,17 @@ class Overlay {
   Status make_merged_empty(Node& dir);
   Result<bool> merged_empty(Node& dir);
   Status set_redirect(Node& dir);
-  Result<Entry> finish_create(const NodePtr& parent, const std::string& name, const Caller& caller);
+  // The permission bits to create an object with in dir's top directory
+  // (top): mode less the caller's umask, or all of mode where the directory
+  // has a default ACL and the object is made there (in_place), so that the
+  // store's filesystem applies the ACL instead. Where the object is owned by
+  // its caller (Options::is_root), without its set-ID bits: finish_create
+  // sets them after the change of owner, which would clear them.
+  mode_t creation_mode(int top, mode_t mode, const Caller& caller, bool in_place) const;
+  // Gives dir/name to its caller (with the set-ID bits of mode that
+  // creation_mode held back) and returns its entry.
+  Result<Entry> finish_create(const NodePtr& parent, const std::string& name, const Caller& caller,
+                              mode_t mode = 0);
   Result<DirListing> list_dir_locked(Node& dir) const;
   Result<int> reopen_handle(FileHandle& fh);
   // Points fh at its node's current backing. tree_mu_ held; fh not yet

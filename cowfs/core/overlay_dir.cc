@@ -52,16 +52,17 @@ Result<Entry> Overlay::mknod(uint64_t parent, const std::string& name, mode_t mo
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
   const bool wh = sys::stat_at(*top, name.c_str()).ok();
+  const mode_t perm = creation_mode(*top, mode, caller, !wh);
   auto make = [&](int d, const char* n) {
     if (S_ISREG(mode)) {
-      auto f = sys::open_at(d, n, O_WRONLY | O_CREAT | O_EXCL, mode & 07777);
+      auto f = sys::open_at(d, n, O_WRONLY | O_CREAT | O_EXCL, perm);
       return f ? Status() : Status(Errno{f.error()});
     }
-    return sys::mknod_at(d, n, mode, rdev);
+    return sys::mknod_at(d, n, (mode & S_IFMT) | perm, rdev);
   };
   COWFS_TRY(create_entry(*this, *top, work_fd_, name, temp_name(), false, make, &Overlay::place,
                          **dir, wh));
-  return finish_create(*dir, name, caller);
+  return finish_create(*dir, name, caller, mode);
 }
 
 Result<Entry> Overlay::mkdir(uint64_t parent, const std::string& name, mode_t mode,
@@ -74,7 +75,8 @@ Result<Entry> Overlay::mkdir(uint64_t parent, const std::string& name, mode_t mo
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
   const bool wh = sys::stat_at(*top, name.c_str()).ok();
-  auto make = [&](int d, const char* n) { return sys::mkdir_at(d, n, mode & 07777); };
+  const mode_t perm = creation_mode(*top, mode | S_IFDIR, caller, !wh);
+  auto make = [&](int d, const char* n) { return sys::mkdir_at(d, n, perm); };
   COWFS_TRY(create_entry(*this, *top, work_fd_, name, temp_name(), true, make, &Overlay::place,
                          **dir, wh));
   return finish_create(*dir, name, caller);

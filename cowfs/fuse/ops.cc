@@ -8,6 +8,7 @@
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -51,7 +52,7 @@ Overlay& ov(fuse_req_t req) { return *ctx(req).overlay; }
 
 Caller caller_of(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
-  return Caller{c->uid, c->gid};
+  return Caller{c->uid, c->gid, c->umask};
 }
 
 // Runs a handler body; anything thrown becomes an errno reply.
@@ -119,6 +120,11 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   // change (which invalidates the inode). Mode and ACL are kept in sync, and
   // default ACLs inherited, by the store's filesystem, where they are set.
   want(FUSE_CAP_POSIX_ACL);
+  // New objects get their permissions as on a local filesystem: the kernel
+  // sends the mode unmasked with the caller's umask, which Overlay applies
+  // unless a default ACL of the directory decides (the store's filesystem
+  // applies that where the object is made; the daemon's own umask is 0).
+  want(FUSE_CAP_DONT_MASK);
   // Locks are kept by the kernel for this mount: every process that uses
   // the data goes through it, so local POSIX and BSD locks are exact.
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
@@ -668,6 +674,11 @@ int run_session(Overlay& overlay, const SessionConfig& cfg,
   }
   FuseKernelCache kernel(se);
   on_mounted(&kernel);
+  // Objects are created with the modes Overlay computes from the caller's
+  // umask, and the store's own files name theirs: a umask of the daemon
+  // would be applied on top (a caller's umask 000 gave 755 directories).
+  // Set once, before requests are served, as it is the whole process's.
+  ::umask(0);
   fuse_loop_config* loop = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(loop, 1);
   fuse_loop_cfg_set_idle_threads(loop, 8);

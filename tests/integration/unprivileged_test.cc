@@ -125,6 +125,40 @@ TEST(UnprivilegedTest, MountWriteUmountAsOrdinaryUser) {
   EXPECT_EQ(diff(lower_before, Manifest::take(lower), kEverything), "") << "the lower was changed";
 }
 
+// The daemon of an ordinary user applies the caller's umask once, as a
+// plain directory of the user does (its own umask used to be applied too).
+TEST(UnprivilegedTest, NewObjectsGetTheModesOfAPlainDirectory) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create the test user and chown its dirs";
+  ASSERT_FALSE(find_in_path("fusermount3").empty()) << "fusermount3 is not installed";
+  const TestUser user = ensure_test_user();
+  DevFuseOpen dev_fuse;
+  ::umask(022);
+  TempDir tmp("cowfs-unpriv");
+  const std::string lower = tmp.mkdir("lower");
+  const std::string home = tmp.mkdir("user");
+  const std::string mnt = tmp.mkdir("user/mnt");
+  const std::string plain = tmp.mkdir("user/plain");
+  for (const auto& p : {lower, home, mnt, plain}) {
+    ASSERT_EQ(err(::chown(p.c_str(), user.uid, user.gid)), 0) << p;
+  }
+  // Runs under the given umask; prints the modes it got.
+  auto script = [](const std::string& dir, const char* umask) {
+    const std::string u = std::string("u") + umask;
+    return "set -e; cd '" + dir + "'; umask " + umask + "; mkdir " + u + "d; touch " + u +
+           "f; mkfifo " + u + "p; mkdir -m 1777 " + u + "t; stat -c '%n %a %u' " + u + "d " + u +
+           "f " + u + "p " + u + "t";
+  };
+  CowfsMount m(MountSpec{home + "/store", {lower}, mnt, {}, user.run_as});
+  for (const char* umask : {"000", "002", "022", "077"}) {
+    RunResult want = user.sh(script(plain, umask));
+    ASSERT_EQ(want.exit_code, 0) << want.describe();
+    RunResult got = user.sh(script(mnt, umask));
+    EXPECT_EQ(got.exit_code, 0) << got.describe();
+    EXPECT_EQ(got.out, want.out) << "umask " << umask;
+  }
+  EXPECT_EQ(m.unmount(), "");
+}
+
 // A root mount (allow_other, so other users can reach it) must enforce file
 // permissions for them exactly as a plain directory does.
 class OtherUserTest : public CowfsTest {};

@@ -255,9 +255,9 @@ std::string Op::describe() const {
   };
   switch (kind) {
     case OpKind::kCreate:
-      s << " " << q(a) << " mode=" << oct(mode) << ((flags & 1) ? " O_EXCL" : "")
-        << ((flags & 2) ? " O_TRUNC" : "") << " then write len=" << len << " data=pattern("
-        << data_seed << ")";
+      s << " " << q(a) << " mode=" << oct(mode) << " umask=" << oct(umask)
+        << ((flags & 1) ? " O_EXCL" : "") << ((flags & 2) ? " O_TRUNC" : "")
+        << " then write len=" << len << " data=pattern(" << data_seed << ")";
       break;
     case OpKind::kWrite:
     case OpKind::kMmapWrite:
@@ -284,6 +284,8 @@ std::string Op::describe() const {
       break;
     case OpKind::kMkdir:
     case OpKind::kMkfifo:
+      s << " " << q(a) << " mode=" << oct(mode) << " umask=" << oct(umask);
+      break;
     case OpKind::kChmod:
       s << " " << q(a) << " mode=" << oct(mode);
       break;
@@ -414,6 +416,18 @@ Obs apply_fs(const std::string& root, const Op& op, const Between& between) {
     if (n < 0) return rc_of(-1);
     return std::to_string(n);
   };
+  // The creating operations run under the op's umask, restored after.
+  struct UmaskScope {
+    explicit UmaskScope(const Op& o)
+        : creates(o.kind == OpKind::kCreate || o.kind == OpKind::kMkdir ||
+                  o.kind == OpKind::kMkfifo),
+          old(creates ? ::umask(o.umask) : 0) {}
+    ~UmaskScope() {
+      if (creates) ::umask(old);
+    }
+    bool creates;
+    mode_t old;
+  } umask_scope(op);
   switch (op.kind) {
     case OpKind::kCreate: {
       int flags = O_CREAT | O_WRONLY | O_NONBLOCK | O_CLOEXEC;
@@ -952,10 +966,17 @@ class Generator {
     Op op;
     op.kind = kind;
     op.data_seed = static_cast<uint64_t>(rng_.below(1'000'000));
+    // Umasks and the extra mode bits of creating operations come from the
+    // data seed, not from the generator, so the sequence of a seed (the CI
+    // replays some) is the same as before they were added.
+    static constexpr unsigned kUmasks[] = {022, 0, 002, 077, 027, 022, 007};
+    op.umask = kUmasks[op.data_seed % std::size(kUmasks)];
+    const uint64_t extra = op.data_seed / std::size(kUmasks);
     switch (kind) {
       case OpKind::kCreate:
         op.a = rng_.chance(65) ? new_path() : (rng_.chance(80) ? file() : any());
         op.mode = rng_.pick(std::vector<unsigned>{0644, 0600, 0755, 0444});
+        op.mode |= std::vector<unsigned>{0, 0, 0022, 04000, 02000, 06022}[extra % 6];
         op.flags = static_cast<unsigned>(rng_.below(4));
         op.len = rng_.chance(70) ? length() : 0;
         break;
@@ -1008,10 +1029,11 @@ class Generator {
       case OpKind::kMkdir:
         op.a = rng_.chance(85) ? new_path() : any();
         op.mode = rng_.pick(std::vector<unsigned>{0755, 0700, 0775});
+        op.mode |= std::vector<unsigned>{0, 0022, 01000}[extra % 3];
         break;
       case OpKind::kMkfifo:
         op.a = new_path();
-        op.mode = 0644;
+        op.mode = extra % 2 ? 0666 : 0644;
         break;
       case OpKind::kLink:
         op.a = rng_.chance(85) ? any_non_dir() : any();

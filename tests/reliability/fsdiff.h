@@ -87,6 +87,7 @@ struct Op {
   int64_t len = 0;
   uint64_t data_seed = 0;
   unsigned mode = 0;
+  unsigned umask = 022;  // the process umask of kCreate, kMkdir and kMkfifo
   unsigned flags = 0;
   std::string name;        // xattr name, layer label, victim name
   std::string value;       // xattr value
