@@ -25,6 +25,7 @@
 #include "cowfs/core/overlay.h"
 #include "cowfs/core/store.h"
 #include "cowfs/fuse/session.h"
+#include "cowfs/sys/fault_env.h"
 
 namespace cowfs::cli {
 
@@ -62,6 +63,14 @@ struct Reporter {
     fd = -1;
   }
 };
+
+void record_unmount_error(Store& store, const std::string& msg) {
+  try {
+    store.set_unmount_error(msg);
+  } catch (const StoreError& e) {
+    spdlog::error("cannot record that for cowfs umount either: {}", e.what());
+  }
+}
 
 void raise_fd_limit() {
   // One O_PATH fd per known inode, as in passthrough_hp: use all we may.
@@ -133,6 +142,7 @@ std::string handle_control(LayerService& svc, const std::vector<std::string>& w)
   if (cmd == "layers") return svc.layers(arg(1) == "json");
   if (cmd == "compact") return svc.compact(split(arg(1), ','));
   if (cmd == "diff") return svc.diff(arg(2), arg(3), arg(1) == "json");
+  if (cmd == "sync") return svc.sync();
   throw StoreError("unknown control request '" + cmd + "'");
 }
 
@@ -145,8 +155,12 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     }
   };
   try {
+    if (std::string bad = sys::install_faults_from_environment(); !bad.empty()) {
+      throw std::runtime_error(bad);
+    }
     Store store = Store::open(o.store, true);
     store.lock_exclusive();
+    store.clear_unmount_error();
     store.collect_garbage();  // validates the stack first
     store.set_lowers(o.lowers);
     if (!store_existed) {
@@ -193,6 +207,7 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     // Layer commands and lower revival run one at a time.
     std::mutex service_mu;
     LowerWatch watch;
+    Status final_flush;
     spdlog::info("mounting {} (store {}, {} lower(s))", cfg.mountpoint, o.store, o.lowers.size());
     int r = run_session(
         overlay, cfg,
@@ -214,7 +229,18 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
         [&] {
           watch.stop();
           control.stop();
-          (void)overlay.flush_all(true);
+          // The last chance to save the chunk maps: a failure loses the
+          // chunks written since the last sync. Logged, left in
+          // STORE/unmount-error for `cowfs umount` to report, and the
+          // daemon's exit status.
+          final_flush = overlay.flush_all(true);
+          if (!final_flush.ok()) {
+            const std::string msg = "cannot save the chunk maps at unmount: " +
+                                    std::string(std::strerror(final_flush.error())) +
+                                    "; data written since the last sync may be lost";
+            spdlog::error("{}", msg);
+            record_unmount_error(store, msg);
+          }
         },
         &error);
     if (!error.empty()) {
@@ -224,7 +250,7 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     }
     spdlog::info("unmounted {}", cfg.mountpoint);
     spdlog::shutdown();
-    return r == 0 ? 0 : 1;
+    return r == 0 && final_flush.ok() ? 0 : 1;
   } catch (const std::exception& e) {
     if (dynamic_cast<const StoreError*>(&e) == nullptr) cleanup_store();
     rep.send(std::string(e.what()) + "\n");

@@ -13,7 +13,9 @@
 #include <thread>
 
 #include "cowfs/cli/commands.h"
+#include "cowfs/core/control.h"
 #include "cowfs/core/mount_checks.h"
+#include "cowfs/sys/syscalls.h"
 
 namespace cowfs::cli {
 
@@ -69,10 +71,22 @@ int run_umount(const UmountOptions& o) {
   const std::string mnt = (std::filesystem::path(canonical_path(parent)) / name).string();
   const std::string store = cowfs_mount_source(mnt);
   if (store.empty()) return fail(o.mountpoint + " is not a cowfs mount", 2);
+  // Everything written is made durable first, while the mount can still be
+  // kept: if that fails the user hears why and the mount stays, so nothing
+  // is lost (free space and retry, or fusermount3 -u to give it up).
   int fd = ::open(mnt.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
-    ::syncfs(fd);
+    Status s = sys::syncfs_fd(fd);
     ::close(fd);
+    if (!s.ok()) {
+      return fail("cannot write back the data written to " + o.mountpoint + ": " +
+                  std::strerror(s.error()) + "; still mounted (free space and retry)");
+    }
+  }
+  if (auto reply = control_request(store, {"sync"}); reply && !reply->ok) {
+    std::string text = reply->text;
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    return fail(text + "; still mounted (fix the store's disk and retry)");
   }
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -96,6 +110,15 @@ int run_umount(const UmountOptions& o) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ::close(lock);
+  // What the daemon could not save in its last moments.
+  const std::string error_file = store + "/unmount-error";
+  std::ifstream in(error_file);
+  std::string why;
+  if (in && std::getline(in, why) && !why.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(error_file, ec);
+    return fail("unmounted " + o.mountpoint + ", but " + why);
+  }
   return 0;
 }
 

@@ -36,17 +36,6 @@ Result<std::string> read_whole(int dirfd, const std::string& name) {
   return out;
 }
 
-Status pwrite_all(int fd, const char* p, size_t n, off_t off) {
-  while (n > 0) {
-    ssize_t w = ::pwrite(fd, p, n, off);
-    if (w < 0) return Errno{errno};
-    p += w;
-    n -= static_cast<size_t>(w);
-    off += w;
-  }
-  return {};
-}
-
 }  // namespace
 
 std::string chunk_data_name(uint64_t ino) { return hex(ino); }
@@ -80,13 +69,10 @@ Status write_map_file(int dirfd, uint64_t ino, const ChunkMap& map, bool sync) {
   auto fd = sys::open_at(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (!fd) return Errno{fd.error()};
   const std::string bytes = map.serialize();
-  COWFS_TRY(pwrite_all(fd->get(), bytes.data(), bytes.size(), 0));
+  COWFS_TRY(sys::pwrite_all(fd->get(), bytes.data(), bytes.size(), 0));
   if (sync) COWFS_TRY(sys::fsync_fd(fd->get(), true));
   COWFS_TRY(sys::rename_at(dirfd, tmp.c_str(), dirfd, name.c_str()));
-  if (sync) {
-    auto d = sys::reopen(dirfd, O_RDONLY | O_DIRECTORY);
-    if (d) (void)sys::fsync_fd(d->get());
-  }
+  if (sync) COWFS_TRY(sys::fsync_dir_fd(dirfd));
   return {};
 }
 
@@ -255,7 +241,7 @@ Status ChunkedFile::materialize(uint64_t chunk, off_t file_size) {
         got += static_cast<size_t>(n);
       }
       std::fill(buf.begin() + static_cast<long>(got), buf.end(), 0);
-      COWFS_TRY(pwrite_all(top.data.get(), buf.data(), buf.size(), p.offset));
+      COWFS_TRY(sys::pwrite_all(top.data.get(), buf.data(), buf.size(), p.offset));
     }
   }
   top.map.set(chunk);

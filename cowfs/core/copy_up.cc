@@ -118,12 +118,7 @@ Status copy_range(int src, int dst, off_t off, off_t len) {
       ssize_t r = ::pread(src, buf.data(), want, off);
       if (r < 0) return Errno{errno};
       if (r == 0) return Errno{EIO};
-      ssize_t done = 0;
-      while (done < r) {
-        ssize_t w = ::pwrite(dst, buf.data() + done, static_cast<size_t>(r - done), off + done);
-        if (w < 0) return Errno{errno};
-        done += w;
-      }
+      COWFS_TRY(sys::pwrite_all(dst, buf.data(), static_cast<size_t>(r), off));
       off += r;
       len -= r;
     }

@@ -98,51 +98,89 @@ std::vector<std::string> LayerService::ids_above(const std::string& label) const
   return ids;
 }
 
+int LayerService::write_back_mount() {
+  if (mountpoint_.empty()) return 0;
+  // Pages dirtied through shared mmaps are still in the kernel: have them
+  // written to the layer they belong to before it freezes or goes. Our
+  // own worker threads serve those writes, so no lock may be held here.
+  // In a child process: a daemon thread blocked in syncfs on its own
+  // mount could never die, so a kill -9 of cowfs would leave it hung.
+  const char* path = mountpoint_.c_str();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // Holding none of the daemon's fds: a copy of /dev/fuse would keep the
+    // mount alive after a kill -9 of the daemon, with this syncfs waiting
+    // on it forever, and a copy of the store's lock would lock it out.
+    // Raw syscalls only (not Env): a forked child of a threaded process may
+    // not take locks. The exit status is syncfs's errno.
+    ::close_range(3, ~0U, 0);
+    int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _exit(fd >= 0 && ::syncfs(fd) < 0 ? (errno & 0xff) : 0);
+  }
+  int status = 0;
+  if (pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status)) {
+    return WEXITSTATUS(status);
+  }
+  return 0;
+}
+
+namespace {
+[[noreturn]] void cannot_write_back(const std::string& mountpoint, int err) {
+  throw StoreError("cannot write back the data written through " + mountpoint + " (" +
+                   std::strerror(err) + "); nothing was changed");
+}
+}  // namespace
+
+std::string LayerService::sync() {
+  if (overlay_ == nullptr) {
+    if (Status s = sys::syncfs_fd(store_.fd()); !s.ok()) {
+      throw StoreError("cannot make the store durable: " + std::string(std::strerror(s.error())));
+    }
+    return "synced\n";
+  }
+  if (int e = write_back_mount()) cannot_write_back(mountpoint_, e);
+  if (Status s = overlay_->flush_all(true); !s.ok()) {
+    throw StoreError("cannot make the chunk maps durable: " +
+                     std::string(std::strerror(s.error())));
+  }
+  if (Status s = sys::syncfs_fd(store_.fd()); !s.ok()) {
+    throw StoreError("cannot make the store durable: " + std::string(std::strerror(s.error())));
+  }
+  return "synced\n";
+}
+
 void LayerService::apply(const std::function<std::vector<std::string>()>& op, bool view_changed,
-                         const std::vector<std::string>& dropping) {
+                         const std::vector<std::string>& dropping, bool freezes_top) {
   if (overlay_ == nullptr) {
     op();
     store_.purge_trash_in_background();
     return;
   }
-  if (!mountpoint_.empty()) {
-    // Pages dirtied through shared mmaps are still in the kernel: have them
-    // written to the layer they belong to before it freezes or goes. Our
-    // own worker threads serve those writes, so no lock may be held here.
-    // In a child process: a daemon thread blocked in syncfs on its own
-    // mount could never die, so a kill -9 of cowfs would leave it hung.
-    const char* path = mountpoint_.c_str();
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      // Holding none of the daemon's fds: a copy of /dev/fuse would keep the
-      // mount alive after a kill -9 of the daemon, with this syncfs waiting
-      // on it forever, and a copy of the store's lock would lock it out.
-      ::close_range(3, ~0U, 0);
-      int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (fd >= 0) ::syncfs(fd);
-      _exit(0);
-    }
-    if (pid > 0) ::waitpid(pid, nullptr, 0);
-  }
-  Invalidations inv = overlay_->change_stack([&] {
-    auto writers = overlay_->writers_in_locked(dropping);
-    if (!writers.empty()) {
-      std::string list;
-      for (const auto& w : writers) list += (list.empty() ? "" : ", ") + w;
-      throw StoreError("files of the layers to drop are open for writing: " + list +
-                       "; close them (stop the writers) and retry");
-    }
-    StackChange c;
-    c.dropped = op();
-    c.view_changed = view_changed;
-    const LayerStack& old = overlay_->stack();
-    std::vector<std::string> lowers;
-    for (const auto& l : old.layers) {
-      if (!l->in_store()) lowers.push_back(l->path);
-    }
-    c.stack = store_.build_stack(lowers, &old);
-    return c;
-  });
+  // A layer that freezes must hold that data. One that goes (rewind, reset)
+  // does not need it, and they must work on a full disk: they are how
+  // space comes back.
+  if (int e = write_back_mount(); e != 0 && freezes_top) cannot_write_back(mountpoint_, e);
+  Invalidations inv = overlay_->change_stack(
+      [&] {
+        auto writers = overlay_->writers_in_locked(dropping);
+        if (!writers.empty()) {
+          std::string list;
+          for (const auto& w : writers) list += (list.empty() ? "" : ", ") + w;
+          throw StoreError("files of the layers to drop are open for writing: " + list +
+                           "; close them (stop the writers) and retry");
+        }
+        StackChange c;
+        c.dropped = op();
+        c.view_changed = view_changed;
+        const LayerStack& old = overlay_->stack();
+        std::vector<std::string> lowers;
+        for (const auto& l : old.layers) {
+          if (!l->in_store()) lowers.push_back(l->path);
+        }
+        c.stack = store_.build_stack(lowers, &old);
+        return c;
+      },
+      freezes_top);
   if (kernel_ != nullptr) inv.send(*kernel_);
   std::thread([path = store_.path()] { Store::purge_trash(path); }).detach();
 }
@@ -215,7 +253,7 @@ std::string LayerService::checkpoint(const std::string& label) {
         store_.checkpoint(label);
         return std::vector<std::string>{};
       },
-      false, {});
+      false, {}, true);
   return "checkpoint " + label + "\n";
 }
 

@@ -37,12 +37,20 @@ class LayerService {
   // or FUSE mount that died) once a filesystem is mounted again at its path,
   // so reads recover without a remount. Returns the paths it reopened.
   std::vector<std::string> revive_lowers();
+  // Makes everything written so far durable: the kernel's dirty pages of the
+  // mount, every chunk map, the store's filesystem. `cowfs umount` calls it
+  // before unmounting, so that it can report a failure and keep the mount.
+  std::string sync();
 
  private:
   // Runs op (the on-disk change, returning dropped layer ids) so that a live
-  // overlay follows it.
+  // overlay follows it. freezes_top: op freezes the top layer (see
+  // Overlay::change_stack).
   void apply(const std::function<std::vector<std::string>()>& op, bool view_changed,
-             const std::vector<std::string>& dropping);
+             const std::vector<std::string>& dropping, bool freezes_top = false);
+  // Has the kernel write back what shared mmaps dirtied in the mount;
+  // returns the errno of a failure, else 0.
+  int write_back_mount();
   std::vector<std::string> ids_above(const std::string& label) const;
   LayerStack current_stack() const;
 

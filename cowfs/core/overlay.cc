@@ -660,17 +660,23 @@ void Overlay::register_handle(FileHandle* fh) {
   writers_.insert(fh);
 }
 
-void Overlay::release(FileHandle* fh) {
-  if (fh->writable()) {
-    ChunkedPtr chunks;
-    {
-      std::shared_lock tree(tree_mu_);
-      chunks = fh->node->chunks;
-    }
-    if (chunks) (void)chunks->flush(false);
-    std::lock_guard lock(handles_mu_);
-    writers_.erase(fh);
+Status Overlay::flush(FileHandle& fh) {
+  if (!fh.writable()) return {};
+  ChunkedPtr chunks;
+  {
+    std::shared_lock tree(tree_mu_);
+    chunks = fh.node->chunks;
   }
+  if (!chunks) return {};
+  return chunks->flush(false);
+}
+
+Status Overlay::release(FileHandle* fh) {
+  if (!fh->writable()) return {};
+  Status s = flush(*fh);
+  std::lock_guard lock(handles_mu_);
+  writers_.erase(fh);
+  return s;
 }
 
 Result<int> Overlay::reopen_handle(FileHandle& fh) {

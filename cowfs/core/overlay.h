@@ -206,14 +206,24 @@ class Overlay {
   // Persists chunk maps of every chunked file (unmount, checkpoint).
   Status flush_all(bool sync);
   bool is_chunked(const FileHandle& fh) const;
-  // Forgets an open handle (FUSE release).
-  void release(FileHandle* fh);
+  // close(2) of a descriptor of fh (FUSE flush): persists the chunk map of
+  // a file written through it, so that close reports a map that cannot be
+  // saved. Not durable (that is fsync's job).
+  Status flush(FileHandle& fh);
+  // Forgets an open handle (FUSE release). The map is saved as in flush;
+  // its error is returned, but the handle is forgotten either way (the
+  // kernel ignores release's reply; the map stays dirty, so the next
+  // flush, fsync or checkpoint tries again and reports it).
+  Status release(FileHandle* fh);
 
   // Pauses all I/O and namespace changes, runs change() — the on-disk part,
   // which returns the new stack and may throw — installs that stack,
   // re-resolves the nodes it affects and returns what the kernel must drop
   // (send it after this returns: the kernel may call back into us).
-  Invalidations change_stack(const std::function<StackChange()>& change);
+  // freezes_top: change() freezes the top layer (a checkpoint), so first
+  // every chunk map is persisted durably; if that fails, StoreError is
+  // thrown before change() runs and nothing changes.
+  Invalidations change_stack(const std::function<StackChange()>& change, bool freezes_top = false);
   // Only inside change_stack's callback: the open writable files whose data
   // lives in one of the given layers, as "path (pid N)".
   std::vector<std::string> writers_in_locked(const std::vector<std::string>& layer_ids) const;

@@ -4,12 +4,14 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "cowfs/core/copy_up.h"
 #include "cowfs/core/overlay.h"
+#include "cowfs/core/store.h"
 #include "cowfs/sys/syscalls.h"
 
 namespace cowfs {
@@ -180,11 +182,17 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
   }
 }
 
-Invalidations Overlay::change_stack(const std::function<StackChange()>& change) {
+Invalidations Overlay::change_stack(const std::function<StackChange()>& change, bool freezes_top) {
   std::unique_lock io(io_mu_);
   std::unique_lock tree(tree_mu_);
-  // Frozen layers must hold their chunk maps, durably, before they freeze.
-  (void)flush_all(true);
+  // Frozen layers must hold their chunk maps, durably, before they freeze:
+  // a frozen layer is never written again, so a map it lacks is lost.
+  if (freezes_top) {
+    if (Status s = flush_all(true); !s.ok()) {
+      throw StoreError("cannot make the top layer's chunk maps durable (" +
+                       std::string(std::strerror(s.error())) + "); nothing was changed");
+    }
+  }
   StackChange c = change();
   Invalidations inv;
   if (c.view_changed) {

@@ -19,6 +19,8 @@
 namespace cowfs {
 namespace {
 
+constexpr const char* kUnmountError = "unmount-error";
+
 [[noreturn]] void fail(const std::string& what, int err) {
   throw StoreError(what + ": " + std::strerror(err));
 }
@@ -40,22 +42,33 @@ bool dir_is_empty(int fd) {
   return entries && entries->empty();
 }
 
-void write_file_atomically(int dirfd, const std::string& name, const std::string& content) {
+// Writes aside, fsyncs, renames into place, fsyncs the directory. If the
+// last step fails, the file already has the new content but may lose it in
+// a crash; with previous, that content is put back (best effort: the disk
+// failed already), so that what the store shows stays what its caller
+// believes, and the error is thrown.
+void write_file_atomically(int dirfd, const std::string& name, const std::string& content,
+                           const std::string* previous = nullptr) {
   std::string tmp = name + ".tmp";
-  int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) fail("cannot write store file " + tmp, errno);
-  UniqueFd guard(fd);
-  if (::write(fd, content.data(), content.size()) != static_cast<ssize_t>(content.size()) ||
-      ::fsync(fd) < 0) {
-    fail("cannot write store file " + tmp, errno);
+  auto fd = sys::open_at(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (!fd) fail("cannot write store file " + tmp, fd.error());
+  if (Status s = sys::write_all(fd->get(), content); !s.ok()) {
+    fail("cannot write store file " + tmp, s.error());
   }
-  if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) < 0) {
-    fail("cannot replace store file " + name, errno);
+  if (Status s = sys::fsync_fd(fd->get()); !s.ok()) {
+    fail("cannot write store file " + tmp, s.error());
   }
-  int d = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (d >= 0) {
-    ::fsync(d);
-    ::close(d);
+  if (Status s = sys::rename_at(dirfd, tmp.c_str(), dirfd, name.c_str()); !s.ok()) {
+    fail("cannot replace store file " + name, s.error());
+  }
+  if (Status s = sys::fsync_dir_fd(dirfd); !s.ok()) {
+    if (previous != nullptr) {
+      try {
+        write_file_atomically(dirfd, name, *previous);
+      } catch (const StoreError&) {
+      }
+    }
+    fail("cannot make store file " + name + " durable", s.error());
   }
 }
 
@@ -137,11 +150,31 @@ void Store::load_records() {
   }
 }
 
-void Store::write_records(const std::vector<LayerRecord>& recs) {
+namespace {
+std::string stack_text(const std::vector<LayerRecord>& recs) {
   std::ostringstream out;
   for (const auto& r : recs) out << r.id << ' ' << r.created << ' ' << r.label << '\n';
-  write_file_atomically(fd_.get(), "stack", out.str());
+  return out.str();
+}
+}  // namespace
+
+void Store::write_records(const std::vector<LayerRecord>& recs) {
+  // On failure the stack file and records_ still say what they said.
+  const std::string previous = stack_text(records_);
+  write_file_atomically(fd_.get(), "stack", stack_text(recs),
+                        records_.empty() ? nullptr : &previous);
   records_ = recs;
+}
+
+void Store::commit_records(const std::vector<LayerRecord>& recs, const std::string& new_id) {
+  try {
+    write_records(recs);
+  } catch (const StoreError&) {
+    // The new top was never named: it goes, and nothing changed.
+    std::error_code ec;
+    std::filesystem::remove_all(path_ + "/layers/" + new_id, ec);
+    throw;
+  }
 }
 
 std::string Store::new_layer_id() const {
@@ -171,11 +204,15 @@ void Store::create_layer_dirs(const std::string& id, int like_fd) {
       (void)copy_metadata(like_fd, st, layer.get(), "tree", ::geteuid() == 0, st.st_dev == dev_);
     }
   }
-  if (::renameat(layers.get(), tmp.c_str(), layers.get(), id.c_str()) < 0) {
-    int e = errno;
+  Status s = sys::rename_at(layers.get(), tmp.c_str(), layers.get(), id.c_str());
+  // The stack may name the layer only once its directory is durable: a
+  // stack naming a missing layer is a damaged store.
+  if (s.ok()) s = sys::fsync_dir_fd(layers.get());
+  if (!s.ok()) {
     std::error_code ec;
     std::filesystem::remove_all(path_ + "/layers/" + tmp, ec);
-    fail("cannot create store layer " + id, e);
+    std::filesystem::remove_all(path_ + "/layers/" + id, ec);
+    fail("cannot create store layer " + id, s.error());
   }
 }
 
@@ -289,7 +326,9 @@ void Store::discard_layer(const std::string& id) {
     if (r.id == id) throw StoreError("internal error: discarding layer " + id + " in use");
   }
   UniqueFd trash = open_dir(fd_.get(), "trash", "store trash directory");
-  ::renameat(layers_.get(), id.c_str(), trash.get(), id.c_str());
+  // A layer that cannot move is named by no stack either way: the next
+  // mount's collect_garbage tries again.
+  if (!sys::rename_at(layers_.get(), id.c_str(), trash.get(), id.c_str())) return;
 }
 
 UniqueFd Store::layer_root(const std::string& id) const {
@@ -309,7 +348,8 @@ std::vector<std::string> Store::drop_unnamed(const std::vector<LayerRecord>& bef
     for (const auto& k : records_) kept = kept || k.id == r.id;
     if (kept) continue;
     UniqueFd trash = open_dir(fd_.get(), "trash", "store trash directory");
-    if (::renameat(layers_.get(), r.id.c_str(), trash.get(), r.id.c_str()) == 0) {
+    // One that stays is named by no stack: collect_garbage trashes it later.
+    if (sys::rename_at(layers_.get(), r.id.c_str(), trash.get(), r.id.c_str()).ok()) {
       dropped.push_back(r.id);
     }
   }
@@ -318,13 +358,21 @@ std::vector<std::string> Store::drop_unnamed(const std::vector<LayerRecord>& bef
 
 void Store::checkpoint(const std::string& label) {
   check_label(label, true);
-  ::syncfs(fd_.get());
+  // Everything the top layer holds must be on disk before the stack calls
+  // it frozen: a frozen layer is never written again.
+  if (Status s = sys::syncfs_fd(fd_.get()); !s.ok()) {
+    fail("cannot checkpoint " + label +
+             ": the store's data cannot be made durable (nothing "
+             "was changed)",
+         s.error());
+  }
   std::vector<LayerRecord> recs = records_;
   recs.back().label = label;
   recs.back().created = std::time(nullptr);
   UniqueFd like = layer_root(recs.back().id);
-  recs.push_back(LayerRecord{create_layer(like.get()), std::time(nullptr), "-"});
-  write_records(recs);
+  const std::string id = create_layer(like.get());
+  recs.push_back(LayerRecord{id, std::time(nullptr), "-"});
+  commit_records(recs, id);
 }
 
 std::vector<std::string> Store::rewind(const std::string& label) {
@@ -336,15 +384,17 @@ std::vector<std::string> Store::rewind(const std::string& label) {
     if (r.label == label) break;
   }
   UniqueFd like = layer_root(recs.back().id);
-  recs.push_back(LayerRecord{create_layer(like.get()), std::time(nullptr), "-"});
-  write_records(recs);
+  const std::string id = create_layer(like.get());
+  recs.push_back(LayerRecord{id, std::time(nullptr), "-"});
+  commit_records(recs, id);
   return drop_unnamed(before);
 }
 
 std::vector<std::string> Store::reset() {
   std::vector<LayerRecord> before = records_;
   UniqueFd like = layer_root("");
-  write_records({LayerRecord{create_layer(like.get()), std::time(nullptr), "-"}});
+  const std::string id = create_layer(like.get());
+  commit_records({LayerRecord{id, std::time(nullptr), "-"}}, id);
   return drop_unnamed(before);
 }
 
@@ -370,7 +420,9 @@ void Store::collect_garbage() {
     for (const auto& e : *entries) {
       bool named = false;
       for (const auto& r : records_) named = named || r.id == e.name;
-      if (!named) ::renameat(layers_.get(), e.name.c_str(), trash.get(), e.name.c_str());
+      if (named) continue;
+      // One that cannot move is tried again at the next mount.
+      if (!sys::rename_at(layers_.get(), e.name.c_str(), trash.get(), e.name.c_str())) continue;
     }
   }
   std::error_code ec;
@@ -400,6 +452,15 @@ void Store::purge_trash_in_background() const {
   (void)!::nice(10);
   purge_trash(path_);
   _exit(0);
+}
+
+void Store::set_unmount_error(const std::string& msg) {
+  write_file_atomically(fd_.get(), kUnmountError, msg + "\n");
+}
+
+void Store::clear_unmount_error() {
+  // Absent is the usual case; a stale one would only repeat an old report.
+  if (!sys::unlink_at(fd_.get(), kUnmountError, 0)) return;
 }
 
 bool Store::locked_by_other() const {

@@ -10,6 +10,8 @@
 //   STORE/work/           temporaries of atomic copy-up (same filesystem)
 //   STORE/trash/          dropped layers awaiting deletion
 //   STORE/lock            flock()ed by the one cowfs that serves the store
+//   STORE/unmount-error   why the last unmount could not save everything
+//                         (read and removed by `cowfs umount`, which reports it)
 //
 // Because markers live outside tree/ (or are recognised by inode identity),
 // no user file name can be mistaken for one.
@@ -106,6 +108,10 @@ class Store {
   static void purge_trash(const std::string& store_path);
   void purge_trash_in_background() const;
 
+  // STORE/unmount-error (see above). set throws StoreError if it cannot.
+  void set_unmount_error(const std::string& msg);
+  void clear_unmount_error();
+
   // Throws StoreError unless label is 1-64 of [A-Za-z0-9._-]; unique says
   // it must not name an existing layer, else it must name a frozen one.
   void check_label(const std::string& label, bool unique) const;
@@ -113,7 +119,12 @@ class Store {
  private:
   Store() = default;
   void load_records();
+  // Replaces the stack file durably; on failure (StoreError) the stack file
+  // and records() still say what they said before.
   void write_records(const std::vector<LayerRecord>& recs);
+  // write_records for a stack whose new top new_id was just created; on
+  // failure that layer is removed too.
+  void commit_records(const std::vector<LayerRecord>& recs, const std::string& new_id);
   std::string new_layer_id() const;
   void create_layer_dirs(const std::string& id, int like_fd = -1);
   std::vector<std::string> drop_unnamed(const std::vector<LayerRecord>& before);

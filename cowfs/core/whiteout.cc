@@ -44,7 +44,7 @@ Status Whiteouts::add_sentinel() {
   if (!fd) return Errno{fd.error()};
   auto st = sys::stat_fd(fd->get());
   if (!st) return Errno{st.error()};
-  (void)sys::fsync_fd(fd->get());
+  COWFS_TRY(sys::fsync_fd(fd->get()));
   inos_.insert(st->st_ino);
   current_ = next;
   return {};

@@ -282,7 +282,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     // stay valid across opens.
     fi->keep_cache = 1;
     if (fuse_reply_open(req, fi) != 0) {
-      ov(req).release(handle(fi));
+      // Interrupted before any write: nothing to save.
+      if (!ov(req).release(handle(fi))) spdlog::warn("open: release of an unused handle failed");
       delete handle(fi);
     }
   });
@@ -299,7 +300,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     const fuse_entry_param p = entry_param(req, r->first);
     if (fuse_reply_create(req, &p, fi) != 0) {
       ov(req).forget(p.ino, 1);
-      ov(req).release(handle(fi));
+      if (!ov(req).release(handle(fi))) spdlog::warn("create: release of an unused handle failed");
       delete handle(fi);
     }
   });
@@ -376,9 +377,20 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fu
   });
 }
 
-void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+// close(2): what it reports is what this replies (after the kernel wrote
+// back its cached pages, whose errors it reports itself).
+void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)ino;
-  ov(req).release(handle(fi));
+  guarded(req, "flush", [&] { fuse_reply_err_mapped(req, ov(req).flush(*handle(fi)).error()); });
+}
+
+void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  // The kernel ignores this reply: a map that cannot be saved now stays
+  // dirty and is reported by the next fsync or checkpoint.
+  if (Status s = ov(req).release(handle(fi)); !s.ok()) {
+    spdlog::error("release of inode {}: cannot save its chunk map: {}", ino,
+                  std::strerror(s.error()));
+  }
   delete handle(fi);
   fuse_reply_err_mapped(req, 0);
 }
@@ -593,10 +605,10 @@ fuse_lowlevel_ops make_ops() {
   ops.create = op_create;
   ops.read = op_read;
   ops.write_buf = op_write_buf;
-  // No flush: data goes straight to the backing file and locks are the
-  // kernel's, so there is nothing to do at close(2). Without a handler the
-  // kernel stops sending FLUSH after the first (it still writes back its
-  // cached pages first, and reports their errors from close).
+  // Data goes straight to the backing file and locks are the kernel's; what
+  // is left to do at close(2) is to save a chunked file's map, whose error
+  // close must report.
+  ops.flush = op_flush;
   ops.release = op_release;
   ops.fsync = op_fsync;
   ops.opendir = op_opendir;

@@ -8,6 +8,8 @@
 
 #include <cstdio>
 
+#include "cowfs/sys/env.h"
+
 namespace cowfs::sys {
 namespace {
 Errno last_errno() { return Errno{errno}; }
@@ -94,8 +96,7 @@ Status unlink_at(int dirfd, const char* name, int flags) {
 }
 
 Status rename_at(int olddir, const char* oldname, int newdir, const char* newname, unsigned flags) {
-  if (::renameat2(olddir, oldname, newdir, newname, flags) < 0) return last_errno();
-  return {};
+  return env().rename(olddir, oldname, newdir, newname, flags);
 }
 
 Status link_at(int olddir, const char* oldname, int newdir, const char* newname, int flags) {
@@ -103,9 +104,39 @@ Status link_at(int olddir, const char* oldname, int newdir, const char* newname,
   return {};
 }
 
-Status fsync_fd(int fd, bool datasync) {
-  if ((datasync ? ::fdatasync(fd) : ::fsync(fd)) < 0) return last_errno();
+Status fsync_fd(int fd, bool datasync) { return env().fsync(fd, datasync); }
+
+Status syncfs_fd(int fd) { return env().syncfs(fd); }
+
+Status write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    auto n = env().write(fd, data.data(), data.size());
+    if (!n) return Errno{n.error()};
+    if (*n == 0) return Errno{EIO};  // a regular file never takes nothing
+    data.remove_prefix(*n);
+  }
   return {};
+}
+
+Status pwrite_all(int fd, const void* data, size_t n, off_t offset) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    auto w = env().pwrite(fd, p, n, offset);
+    if (!w) return Errno{w.error()};
+    if (*w == 0) return Errno{EIO};
+    p += *w;
+    n -= *w;
+    offset += static_cast<off_t>(*w);
+  }
+  return {};
+}
+
+Status fsync_dir_fd(int dirfd) {
+  // An O_PATH fd cannot be fsynced: open the directory itself.
+  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return last_errno();
+  UniqueFd guard(fd);
+  return fsync_fd(fd);
 }
 
 Status chmod_fd(int path_fd, mode_t mode) {

@@ -1,5 +1,13 @@
-// The only place cowfs makes raw syscalls. Each wrapper returns the errno
-// captured right after the call, so nothing reads errno two lines later.
+// Thin wrappers of the syscalls cowfs makes on files of the store and the
+// lowers. Each returns the errno captured right after the call, so nothing
+// reads errno two lines later.
+//
+// Every call that makes data durable or moves it into place (fsync,
+// fdatasync, syncfs, rename, write, pwrite) is made through these wrappers,
+// which go through Env (env.h), so that tests can fail any of them. Other
+// syscalls (stat, open, xattrs, lseek...) are also made directly where a
+// wrapper would only hide them; a result of those is checked where it is
+// made.
 //
 // Files are always addressed relative to a directory fd: full paths are
 // never built, which keeps paths up to PATH_MAX working.
@@ -28,15 +36,24 @@ Status mknod_at(int dirfd, const char* name, mode_t mode, dev_t dev);
 Status symlink_at(const char* target, int dirfd, const char* name);
 Result<std::string> readlink_at(int dirfd, const char* name);
 Status unlink_at(int dirfd, const char* name, int flags);
+// Through Env (env.h).
 Status rename_at(int olddir, const char* oldname, int newdir, const char* newname,
                  unsigned flags = 0);
 Status link_at(int olddir, const char* oldname, int newdir, const char* newname, int flags);
+// Through Env (env.h): fsync, fdatasync, syncfs, and writes of a whole
+// buffer (a short write is continued; an error returns its errno).
 Status fsync_fd(int fd, bool datasync = false);
+Status syncfs_fd(int fd);
+Status write_all(int fd, std::string_view data);
+Status pwrite_all(int fd, const void* data, size_t n, off_t offset);
+// fsync(2) of the directory dirfd (which may be an O_PATH fd).
+Status fsync_dir_fd(int dirfd);
 
 // Metadata changes on an O_PATH fd (via /proc/self/fd, never following a
 // symlink that the fd itself names).
 Status chmod_fd(int path_fd, mode_t mode);
 Status chown_fd(int path_fd, uid_t uid, gid_t gid);
+// times as for utimensat(2) (UTIME_NOW, UTIME_OMIT allowed).
 Status utimens_fd(int path_fd, const struct timespec times[2]);
 Status truncate_fd(int fd, off_t size);
 

@@ -43,7 +43,7 @@ class LayerServiceTest : public OverlayTest {
     ASSERT_TRUE(c) << name;
     ASSERT_EQ(::pwrite(c->second->fd(), data.data(), data.size(), 0),
               static_cast<ssize_t>(data.size()));
-    overlay_->release(c->second.get());
+    EXPECT_TRUE(overlay_->release(c->second.get()).ok());
   }
 
   RecordingKernel kernel_;
@@ -99,7 +99,7 @@ TEST_F(LayerServiceTest, WriterOpenedBeforeCheckpointWritesToTheNewTop) {
     ASSERT_EQ(::pwrite(lease->fd, "2", 1, 1), 1);
   }
   EXPECT_EQ(read("f"), "1200");
-  overlay_->release(fh->get());
+  EXPECT_TRUE(overlay_->release(fh->get()).ok());
   service_->rewind("A");
   EXPECT_EQ(read("f"), "1000");  // the frozen layer kept what it had
 }
@@ -117,7 +117,7 @@ TEST_F(LayerServiceTest, RewindRefusedWhileAFileOfADroppedLayerIsOpenForWriting)
   } catch (const StoreError& e) {
     EXPECT_NE(std::string(e.what()).find("/f (pid 4242)"), std::string::npos) << e.what();
   }
-  overlay_->release(fh->get());
+  EXPECT_TRUE(overlay_->release(fh->get()).ok());
   service_->rewind("A");
 }
 

@@ -123,7 +123,7 @@ class OverlayTest : public ::testing::Test {
       ASSERT_EQ(::pwrite(lease->fd, data.data(), data.size(), off),
                 static_cast<ssize_t>(data.size()));
     }
-    overlay_->release(fh->get());
+    EXPECT_TRUE(overlay_->release(fh->get()).ok());
   }
 
   std::vector<std::string> list(const std::string& rel) {
