@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -320,10 +321,15 @@ Workspace init_workspace(const InitRequest& req) {
       throw ConfigError("cannot write " + tmp);
     }
   }
+  // The config is durable before it is the workspace's: init either made
+  // a whole workspace or none.
   int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
+  const int synced = fd < 0 ? errno : (::fsync(fd) < 0 ? errno : 0);
+  if (fd >= 0) ::close(fd);
+  if (synced != 0) {
+    fs::remove(tmp, ec);
+    fs::remove_all(w.state_dir(), ec);
+    throw ConfigError("cannot write " + tmp + ": " + std::strerror(synced));
   }
   fs::rename(tmp, w.config_path(), ec);
   if (ec) {

@@ -30,6 +30,9 @@ WorkspaceLock::WorkspaceLock(const std::string& path) {
     throw std::runtime_error("cannot lock " + path + ": " + std::strerror(e));
   }
   std::string me = std::to_string(::getpid()) + "\n";
+  // Only for the "held by pid N" message of a refused second command (the
+  // lock itself is the flock): a failed write costs that hint, nothing else,
+  // and nothing relies on it being durable.
   if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, me.data(), me.size(), 0);
 }
 

@@ -150,8 +150,7 @@ class Merger {
     COWFS_TRY(merge_dir(from, src->get(), lower_dir, dst->get()));
     // Directory times last: creating entries changed them.
     struct timespec t[2] = {st->st_atim, st->st_mtim};
-    ::utimensat(dst->get(), "", t, AT_EMPTY_PATH);
-    return {};
+    return sys::utimens_fd(dst->get(), t);
   }
 
   const Layer& upper_;

@@ -184,10 +184,7 @@ Status copy_metadata_to(const std::string& src_xattrs, const struct stat& src, i
     }
   }
   struct timespec times[2] = {src.st_atim, src.st_mtim};
-  if (::utimensat(dst_path_fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
-    return Errno{errno};
-  }
-  return {};
+  return sys::utimens_fd(dst_path_fd, times);
 }
 
 Result<int> Overlay::top_dir(Node& dir) {

@@ -584,7 +584,7 @@ Result<struct stat> Overlay::setattr(uint64_t ino, const SetAttr& a, FileHandle*
                    : timespec{0, UTIME_OMIT};
     t[1] = a.mtime ? (a.mtime_now ? timespec{0, UTIME_NOW} : a.values.st_mtim)
                    : timespec{0, UTIME_OMIT};
-    if (::utimensat(fd, "", t, AT_EMPTY_PATH) < 0) return Errno{errno};
+    COWFS_TRY(sys::utimens_fd(fd, t));
   }
   return stat_node(*n);
 }

@@ -482,6 +482,8 @@ void Store::lock_exclusive() {
                      (holder.empty() ? "?" : holder) + "); unmount it first");
   }
   std::string pid = std::to_string(::getpid()) + "\n";
+  // Only for the "served by cowfs (pid N)" message of a refused second
+  // mount (the lock itself is the flock): a failed write costs that hint.
   if (::ftruncate(fd, 0) == 0) {
     (void)!::pwrite(fd, pid.data(), pid.size(), 0);
   }
