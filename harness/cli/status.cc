@@ -1,6 +1,7 @@
 // rehearse status: data version, pending and changed increments, the
 // increment in progress, store size, and whether the journal and the data
 // agree about the version.
+#include <filesystem>
 #include <iostream>
 
 #include "harness/cli/cli.h"
@@ -32,6 +33,23 @@ int run_status(const Globals& g, const StatusOptions& o) {
     if (mounted && s.ws.config.sqlite) {
       data_version = read_data_version(*s.ws.sqlite_under(s.ws.config.mountpoint));
     }
+    // A database left with a hot rollback journal (a writer killed mid-
+    // transaction, e.g. an interrupted `run --in-place`) cannot be read by a
+    // read-only reader until a writer rolls it back: SQLite then says
+    // "attempt to write a readonly database", which names no cause.
+    std::string hot_journal;
+    if (s.ws.config.sqlite) {
+      std::optional<std::string> db;
+      if (mounted) {
+        db = s.ws.sqlite_under(s.ws.config.mountpoint);
+      } else if (s.ws.config.lowers.size() == 1) {
+        db = s.ws.sqlite_under(s.ws.config.lowers.front());
+      }
+      std::error_code ec;
+      if (db && std::filesystem::file_size(*db + "-journal", ec) > 0 && !ec) {
+        hot_journal = *db + "-journal";
+      }
+    }
     const std::string journal_version = st.current ? st.current->str() : "";
     bool disagree = mounted && s.ws.config.sqlite && data_version.value_or("") != journal_version;
     std::string busy;
@@ -40,6 +58,8 @@ int run_status(const Globals& g, const StatusOptions& o) {
     } catch (const LockBusy& e) {
       busy = e.what();
     }
+    // A run in progress writes its journal right now: not an interrupted one.
+    if (!busy.empty()) hot_journal.clear();
     std::string store_error;
     int64_t store_bytes = 0, layers = 0;
     try {
@@ -110,6 +130,7 @@ int run_status(const Globals& g, const StatusOptions& o) {
                           .str());
       }
       out.add_raw("services", json::array(svc));
+      if (!hot_journal.empty()) out.add("hot_journal", hot_journal);
       if (last) {
         out.add_raw("last_run", json::Object()
                                     .add("id", last->id)
@@ -175,6 +196,14 @@ int run_status(const Globals& g, const StatusOptions& o) {
       std::cout << "service:     " << sv.name << ": " << service_state(sv) << "\n";
     }
     if (!busy.empty()) std::cout << "busy:        " << busy << "\n";
+    if (!hot_journal.empty()) {
+      std::cout << "database:    " << hot_journal
+                << " is a hot journal: a write to the database was interrupted (a killed "
+                << (mounted ? "run" : "`run --in-place`")
+                << "?). Read-only readers fail with 'attempt to write a readonly database' "
+                   "until a read-write open rolls it back ("
+                << (mounted ? "`rehearse run` does" : "`rehearse run --in-place` does") << ")\n";
+    }
     return 0;
   });
 }

@@ -52,7 +52,8 @@ TEST(DemoUpgrade, HundredThousandObjectsPassTheirVerificationThroughTheMount) {
   RunResult r = rehearse(ws, {"-v", "run"}, 900s);
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   const std::string all = r.out + r.err;
-  EXPECT_TRUE(contains(all, "verified: 100000 objects and 5000 blobs came through the upgrade intact"))
+  EXPECT_TRUE(
+      contains(all, "verified: 100000 objects and 5000 blobs came through the upgrade intact"))
       << tail(all);
   for (const char* v : {"1.0", "1.1", "2.0", "2.1"}) {
     EXPECT_TRUE(contains(all, std::string("increment ") + v + " committed")) << v;
@@ -162,8 +163,18 @@ TEST(DemoUpgrade, InPlaceOnACopyResumesAfterKill9) {
         return true;
       },
       30s));
-  moved_before_kill = std::stoi(
-      query(demo_db(data), "SELECT count(*) FROM content WHERE instr(blob, '/') > 0"));
+  // The kill may have left the database with a hot journal (a batch's
+  // transaction in flight). status says so, and why a read-only reader fails.
+  std::error_code ec;
+  if (std::filesystem::file_size(demo_db(data) + "-journal", ec) > 0 && !ec) {
+    RunResult st = rehearse(ws, {"status"}, 60s);
+    EXPECT_TRUE(contains(st.out, "is a hot journal")) << st.describe();
+  }
+  // Read-write, as the resumed run will: SQLite rolls a hot journal back
+  // first (a read-only open fails on one with "attempt to write a readonly
+  // database"). The data is a copy, not production.
+  moved_before_kill =
+      std::stoi(query_rw(demo_db(data), "SELECT count(*) FROM content WHERE instr(blob, '/') > 0"));
   EXPECT_GE(moved_before_kill, 200);
   EXPECT_LT(moved_before_kill, 1000);
 

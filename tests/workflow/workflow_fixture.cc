@@ -63,18 +63,19 @@ void init_demo_workspace(const std::string& ws, const std::vector<std::string>& 
     args.push_back("--lower");
     args.push_back(l);
   }
-  args.insert(args.end(), {"--mountpoint", ws + "/mnt", "--steps",
-                           steps.empty() ? repo("steps") : steps, "--sqlite",
-                           "var/filestorage/Data.sqlite"});
+  args.insert(args.end(),
+              {"--mountpoint", ws + "/mnt", "--steps", steps.empty() ? repo("steps") : steps,
+               "--sqlite", "var/filestorage/Data.sqlite"});
   RunResult r = rehearse(ws, args, 60s);
   if (r.exit_code != 0) throw std::runtime_error("rehearse init failed: " + r.describe());
 }
 
-std::string query(const std::string& db, const std::string& sql) {
+namespace {
+std::string query_with(const std::string& db, const std::string& sql, bool writable) {
   sqlite3* h = nullptr;
-  std::string uri = "file:" + db + "?mode=ro";
-  if (sqlite3_open_v2(uri.c_str(), &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr) !=
-      SQLITE_OK) {
+  std::string uri = "file:" + db + (writable ? "?mode=rw" : "?mode=ro");
+  const int flags = (writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_URI;
+  if (sqlite3_open_v2(uri.c_str(), &h, flags, nullptr) != SQLITE_OK) {
     std::string e = h ? sqlite3_errmsg(h) : "out of memory";
     sqlite3_close(h);
     throw std::runtime_error("open " + db + ": " + e);
@@ -98,6 +99,15 @@ std::string query(const std::string& db, const std::string& sql) {
   sqlite3_close(h);
   if (rc != SQLITE_OK) throw std::runtime_error(db + ": " + sql + ": " + e);
   return out;
+}
+}  // namespace
+
+std::string query(const std::string& db, const std::string& sql) {
+  return query_with(db, sql, false);
+}
+
+std::string query_rw(const std::string& db, const std::string& sql) {
+  return query_with(db, sql, true);
 }
 
 void copy_dir(const std::string& src, const std::string& dst) {
@@ -142,37 +152,44 @@ bool wait_for_port(int port, std::chrono::milliseconds timeout) {
 
 SshServer::SshServer(const std::string& dir) : dir_(dir) {
   ::mkdir(dir_.c_str(), 0700);
-  for (const auto& [key, type] :
-       std::vector<std::pair<std::string, std::string>>{{"host_key", "ed25519"},
-                                                        {"user_key", "ed25519"}}) {
-    RunResult r =
-        run({"ssh-keygen", "-q", "-t", type, "-N", "", "-C", "rehearse-test", "-f", dir_ + "/" + key});
+  for (const auto& [key, type] : std::vector<std::pair<std::string, std::string>>{
+           {"host_key", "ed25519"}, {"user_key", "ed25519"}}) {
+    RunResult r = run(
+        {"ssh-keygen", "-q", "-t", type, "-N", "", "-C", "rehearse-test", "-f", dir_ + "/" + key});
     if (r.exit_code != 0) throw std::runtime_error("ssh-keygen: " + r.describe());
   }
   write_text(dir_ + "/authorized_keys", read_file(dir_ + "/user_key.pub"), 0600);
   port_ = free_port();
   std::string host_pub = read_file(dir_ + "/host_key.pub");
   host_pub = host_pub.substr(0, host_pub.find(" rehearse-test"));
-  write_text(dir_ + "/known_hosts",
-             "[127.0.0.1]:" + std::to_string(port_) + " " + host_pub + "\n", 0600);
+  write_text(dir_ + "/known_hosts", "[127.0.0.1]:" + std::to_string(port_) + " " + host_pub + "\n",
+             0600);
   write_text(dir_ + "/sshd_config",
              "ListenAddress 127.0.0.1\n"
-             "Port " + std::to_string(port_) + "\n"
-             "HostKey " + dir_ + "/host_key\n"
-             "AuthorizedKeysFile " + dir_ + "/authorized_keys\n"
-             "PidFile " + dir_ + "/sshd.pid\n"
-             "PermitRootLogin prohibit-password\n"
-             "PasswordAuthentication no\n"
-             "KbdInteractiveAuthentication no\n"
-             "UsePAM no\n"
-             "StrictModes no\n"
-             "Subsystem sftp internal-sftp\n"
-             "LogLevel VERBOSE\n",
+             "Port " +
+                 std::to_string(port_) +
+                 "\n"
+                 "HostKey " +
+                 dir_ +
+                 "/host_key\n"
+                 "AuthorizedKeysFile " +
+                 dir_ +
+                 "/authorized_keys\n"
+                 "PidFile " +
+                 dir_ +
+                 "/sshd.pid\n"
+                 "PermitRootLogin prohibit-password\n"
+                 "PasswordAuthentication no\n"
+                 "KbdInteractiveAuthentication no\n"
+                 "UsePAM no\n"
+                 "StrictModes no\n"
+                 "Subsystem sftp internal-sftp\n"
+                 "LogLevel VERBOSE\n",
              0600);
   ::mkdir("/run/sshd", 0755);  // privilege separation directory (Debian)
   proc_ = std::make_unique<Process>(std::vector<std::string>{
-      "sh", "-c", "exec /usr/sbin/sshd -D -e -f '" + dir_ + "/sshd_config' >'" + dir_ +
-                      "/sshd.log' 2>&1"});
+      "sh", "-c",
+      "exec /usr/sbin/sshd -D -e -f '" + dir_ + "/sshd_config' >'" + dir_ + "/sshd.log' 2>&1"});
   if (!wait_for_port(port_, 20s)) {
     throw std::runtime_error("sshd did not start on port " + std::to_string(port_) + ": " + log());
   }
@@ -225,8 +242,8 @@ RsyncDaemon::RsyncDaemon(const std::string& dir,
             "\n  gid = " + (user == "root" ? "root" : "nogroup") + "\n";
   }
   write_text(dir_ + "/rsyncd.conf", conf, 0600);
-  proc_ = std::make_unique<Process>(std::vector<std::string>{
-      "rsync", "--daemon", "--no-detach", "--config=" + dir_ + "/rsyncd.conf"});
+  proc_ = std::make_unique<Process>(std::vector<std::string>{"rsync", "--daemon", "--no-detach",
+                                                             "--config=" + dir_ + "/rsyncd.conf"});
   if (!wait_for_port(port_, 20s)) {
     throw std::runtime_error("rsync daemon did not start: " + log());
   }

@@ -46,6 +46,10 @@ void init_demo_workspace(const std::string& ws, const std::vector<std::string>& 
 // First column of the first row of `sql` on the database at `db`
 // (opened read-only); "" when there is no row. Throws on SQL errors.
 std::string query(const std::string& db, const std::string& sql);
+// The same, opened read-write: a database a killed writer left with a hot
+// journal is rolled back first (a read-only open fails on it with "attempt
+// to write a readonly database").
+std::string query_rw(const std::string& db, const std::string& sql);
 inline std::string demo_db(const std::string& root) {
   return root + "/var/filestorage/Data.sqlite";
 }
@@ -84,7 +88,8 @@ class SshServer {
 // (name -> path, read-only, uid/gid `user`).
 class RsyncDaemon {
  public:
-  RsyncDaemon(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& modules,
+  RsyncDaemon(const std::string& dir,
+              const std::vector<std::pair<std::string, std::string>>& modules,
               const std::string& user = "root");
   ~RsyncDaemon();
   RsyncDaemon(const RsyncDaemon&) = delete;
