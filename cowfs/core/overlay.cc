@@ -193,6 +193,13 @@ Result<Overlay::Probe> Overlay::probe(Node& dir, const std::string& name) const 
   return p;
 }
 
+Status Overlay::name_free(Node& dir, const std::string& name) const {
+  auto p = probe(dir, name);
+  if (p) return Errno{EEXIST};
+  if (p.error() == ENOENT || p.error() == ENOTDIR) return {};
+  return Errno{p.error()};
+}
+
 Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bool count) {
   auto p = probe(*dir, name);
   if (!p) return Errno{p.error()};
@@ -891,7 +898,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Overlay::create(uint64_t p
   std::unique_lock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
-  if (probe(**dir, name)) return Errno{EEXIST};
+  COWFS_TRY(name_free(**dir, name));
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
   const int open_flags = (backing_open_flags(flags) & ~O_TRUNC) | O_CREAT | O_EXCL;

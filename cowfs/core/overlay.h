@@ -254,6 +254,11 @@ class Overlay {
     bool via_index = false;
   };
   Result<Probe> probe(Node& dir, const std::string& name) const;
+  // Before a create of dir/name: EEXIST if some layer has the name; the
+  // error of a layer that cannot be searched (EACCES, EIO), since a name
+  // that cannot be seen may be there and the new object would hide it; ok
+  // only where every layer says the name is absent.
+  Status name_free(Node& dir, const std::string& name) const;
   // The copy of hard-linked file ino in the index of the topmost store layer
   // above the layer named above_id (every store layer if empty) that has one.
   bool index_copy(uint64_t ino, const std::string& above_id, Probe& p) const;

@@ -48,7 +48,7 @@ Result<Entry> Overlay::mknod(uint64_t parent, const std::string& name, mode_t mo
   std::unique_lock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
-  if (probe(**dir, name)) return Errno{EEXIST};
+  COWFS_TRY(name_free(**dir, name));
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
   const bool wh = sys::stat_at(*top, name.c_str()).ok();
@@ -71,7 +71,7 @@ Result<Entry> Overlay::mkdir(uint64_t parent, const std::string& name, mode_t mo
   std::unique_lock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
-  if (probe(**dir, name)) return Errno{EEXIST};
+  COWFS_TRY(name_free(**dir, name));
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
   const bool wh = sys::stat_at(*top, name.c_str()).ok();
@@ -88,7 +88,7 @@ Result<Entry> Overlay::symlink(const std::string& target, uint64_t parent, const
   std::unique_lock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
-  if (probe(**dir, name)) return Errno{EEXIST};
+  COWFS_TRY(name_free(**dir, name));
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};
   const bool wh = sys::stat_at(*top, name.c_str()).ok();
@@ -106,7 +106,7 @@ Result<Entry> Overlay::link(uint64_t ino, uint64_t newparent, const std::string&
   if (n->is_dir()) return Errno{EPERM};
   auto dir = dir_node(newparent);
   if (!dir) return Errno{dir.error()};
-  if (probe(**dir, newname)) return Errno{EEXIST};
+  COWFS_TRY(name_free(**dir, newname));
   COWFS_TRY(copy_up(*n, CopyData::kReference));
   auto top = top_dir(**dir);
   if (!top) return Errno{top.error()};

@@ -1,5 +1,7 @@
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -42,6 +44,66 @@ TEST_F(OverlayTest, UnlinkOfLowerNameLeavesWhiteout) {
   mount();
   EXPECT_EQ(walk("d/x").error(), ENOENT);
   EXPECT_EQ(lower_content("d/x"), "1");
+}
+
+// Switches this thread's filesystem identity (fsuid, fsgid) to an ordinary
+// user for the guard's lifetime: the kernel then checks permissions as for
+// that user, as it does for an unprivileged daemon. Per thread, unlike
+// seteuid, and the capabilities that override permissions go with it.
+class AsUser {
+ public:
+  AsUser(uid_t uid, gid_t gid) {
+    ::syscall(SYS_setfsgid, gid);
+    ::syscall(SYS_setfsuid, uid);
+  }
+  ~AsUser() {
+    ::syscall(SYS_setfsuid, 0);
+    ::syscall(SYS_setfsgid, 0);
+  }
+  AsUser(const AsUser&) = delete;
+  AsUser& operator=(const AsUser&) = delete;
+};
+
+// A lower that the daemon cannot search may hold any name: every create
+// there fails with the lower's error (EACCES), instead of making a new
+// object that hides the production one. (Through a mount the kernel's
+// LOOKUP meets the error first; see UnprivilegedTest for that path.)
+TEST_F(OverlayTest, CreatesFailWhereALowerCannotBeSearched) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to make a lower its daemon cannot search";
+  constexpr uid_t kUser = 65534;
+  constexpr gid_t kGroup = 65534;
+  write_lower("shared/name", "production\n");
+  ASSERT_EQ(::chmod((lower_ + "/shared").c_str(), 0700), 0);
+  mount(Overlay::Options{false});
+  // The store is the daemon's, as it is for an ordinary user's mount.
+  for (const auto& e : std::filesystem::recursive_directory_iterator(store_->path())) {
+    ASSERT_EQ(::lchown(e.path().c_str(), kUser, kGroup), 0) << e.path();
+  }
+  ASSERT_EQ(::chown(store_->path().c_str(), kUser, kGroup), 0);
+  const Caller user{kUser, kGroup, 022};
+  {
+    AsUser as_user(kUser, kGroup);
+    const uint64_t shared = dir("shared");
+    ASSERT_NE(shared, 0u);
+    EXPECT_EQ(walk("shared/name").error(), EACCES);
+    auto c = overlay_->create(shared, "name", 0644, O_RDWR, user);
+    EXPECT_EQ(c ? 0 : c.error(), EACCES) << "create";
+    if (c) {
+      EXPECT_TRUE(overlay_->release(c->second.get()).ok());
+    }
+    auto m = overlay_->mkdir(shared, "name", 0755, user);
+    EXPECT_EQ(m ? 0 : m.error(), EACCES) << "mkdir";
+    auto f = overlay_->mknod(shared, "name", S_IFIFO | 0644, 0, user);
+    EXPECT_EQ(f ? 0 : f.error(), EACCES) << "mknod";
+    auto l = overlay_->symlink("x", shared, "name", user);
+    EXPECT_EQ(l ? 0 : l.error(), EACCES) << "symlink";
+    auto mine = overlay_->create(kRootIno, "mine", 0644, O_RDWR, user);
+    ASSERT_TRUE(mine) << std::strerror(mine.error());
+    EXPECT_TRUE(overlay_->release(mine->second.get()).ok());
+    auto h = overlay_->link(mine->first.node->ino, shared, "name");
+    EXPECT_EQ(h ? 0 : h.error(), EACCES) << "link";
+  }
+  EXPECT_EQ(lower_content("shared/name"), "production\n");
 }
 
 TEST_F(OverlayTest, NamesLikeMarkersAreOrdinaryNames) {

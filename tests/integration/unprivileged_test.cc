@@ -159,6 +159,57 @@ TEST(UnprivilegedTest, NewObjectsGetTheModesOfAPlainDirectory) {
   EXPECT_EQ(m.unmount(), "");
 }
 
+// A lower that the daemon cannot search may hold any name: a create there
+// must fail with the lower's error, never make a new object that hides the
+// production one. The daemon runs as an ordinary user; the directory it
+// cannot search (0700, root's) sits under one of the user's own in a higher
+// lower, so the kernel lets the user create in the merged directory. The
+// kernel looks the name up before it sends a create, and that LOOKUP meets
+// the error first: this guards the whole path, lookup included, while
+// OverlayTest.CreatesFailWhereALowerCannotBeSearched reaches the creates.
+TEST(UnprivilegedTest, CreatesFailWhereALowerCannotBeSearched) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create the test user and chown its dirs";
+  ASSERT_FALSE(find_in_path("fusermount3").empty()) << "fusermount3 is not installed";
+  const TestUser user = ensure_test_user();
+  DevFuseOpen dev_fuse;
+  ::umask(022);
+  TempDir tmp("cowfs-unpriv");
+  const std::string upper = tmp.mkdir("upper");  // the user's lower, on top
+  const std::string lower = tmp.mkdir("lower");  // root's, below
+  const std::string home = tmp.mkdir("user");
+  const std::string mnt = tmp.mkdir("user/mnt");
+  tmp.mkdir("upper/shared");
+  tmp.mkdir("lower/shared", 0700);
+  write_file(lower + "/shared/name", "production\n");
+  for (const auto& p : {upper, upper + "/shared", home, mnt}) {
+    ASSERT_EQ(err(::chown(p.c_str(), user.uid, user.gid)), 0) << p;
+  }
+  ASSERT_EQ(err(::chmod((lower + "/shared").c_str(), 0700)), 0);
+  CowfsMount m(MountSpec{home + "/store", {upper, lower}, mnt, {}, user.run_as});
+  const std::string d = mnt + "/shared";
+  // Each runs as the user and prints the errno name of the create (or OK).
+  const std::vector<std::pair<std::string, std::string>> creates = {
+      {"create", "import os; os.close(os.open('" + d +
+                     "/name', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))"},
+      {"mkdir", "import os; os.mkdir('" + d + "/name')"},
+      {"mknod", "import os; os.mkfifo('" + d + "/name')"},
+      {"symlink", "import os; os.symlink('x', '" + d + "/name')"},
+      {"link", "import os; open('" + mnt + "/mine', 'w').close(); os.link('" + mnt + "/mine', '" +
+                   d + "/name')"},
+  };
+  for (const auto& [what, code] : creates) {
+    RunResult r = user.sh(
+        "python3 -c \"import errno, sys\ntry:\n " + code +
+        "\nexcept OSError as e:\n print(errno.errorcode[e.errno]); sys.exit(0)\nprint('OK')\"");
+    EXPECT_EQ(r.out, "EACCES\n") << what << " over a name the daemon cannot see: " << r.describe();
+  }
+  // Nothing was made in the store that would hide the production name.
+  RunResult ls = user.sh("ls -a '" + home + "/store/layers/'*/tree/shared 2>/dev/null");
+  EXPECT_EQ(ls.out.find("name"), std::string::npos) << ls.out;
+  EXPECT_EQ(m.unmount(), "");
+  EXPECT_EQ(read_file(lower + "/shared/name"), "production\n");
+}
+
 // A root mount (allow_other, so other users can reach it) must enforce file
 // permissions for them exactly as a plain directory does.
 class OtherUserTest : public CowfsTest {};
