@@ -340,6 +340,12 @@ class Overlay {
   // layer has the name.
   Status remove_name(int top, const std::string& name, bool in_top, bool need_whiteout,
                      bool is_dir);
+  // Moves the top's entry from/name (src's) to to/newname, replacing what
+  // the top has there (in_top: something; a directory only if src is one,
+  // and then empty), and leaves a whiteout at from/name for the lower name
+  // it hid. A crash at any point leaves the lower name hidden.
+  Status move_leaving_whiteout(int from, const std::string& name, int to,
+                               const std::string& newname, const Node& src, bool in_top);
   Invalidations invalidations_for(const std::vector<LayerPtr>& dropped) const;
   void refresh_nodes(const std::vector<std::string>& dropped, bool view_changed);
   // Points a pinned file at its newest copy in a store layer's index, where

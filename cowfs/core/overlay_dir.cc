@@ -169,6 +169,60 @@ Status Overlay::remove_name(int top, const std::string& name, bool in_top, bool 
   return s;
 }
 
+Status Overlay::move_leaving_whiteout(int from, const std::string& name, int to,
+                                      const std::string& newname, const Node& src, bool in_top) {
+  // The whiteout must be in place the moment the entry leaves its old name:
+  // in between, the lower's name would be back, and a crash there would keep
+  // both the moved object and the production one it replaced.
+  auto whiteout_in_top = sys::stat_at(to, newname.c_str());
+  if (whiteout_in_top && whiteouts_->is_whiteout(*whiteout_in_top)) {
+    // The new name holds a whiteout already: one swap moves the entry and
+    // leaves that whiteout at the old name.
+    return sys::rename_at(from, name.c_str(), to, newname.c_str(), RENAME_EXCHANGE);
+  }
+  if (!src.is_dir()) {
+    // A second link lands at the new name (replacing what is there), then
+    // a whiteout replaces the old one. A crash in between leaves the file
+    // under both names, which rename(2) allows; never the lower's file.
+    std::string link = temp_name();
+    COWFS_TRY(sys::link_at(from, name.c_str(), work_fd_, link.c_str(), 0));
+    Status s = sys::rename_at(work_fd_, link.c_str(), to, newname.c_str());
+    if (!s.ok()) {
+      (void)sys::unlink_at(work_fd_, link.c_str(), 0);
+      return s;
+    }
+    return remove_name(from, name, true, true, false);
+  }
+  // A directory: the new name becomes a whiteout first, then one swap moves
+  // the directory there and the whiteout to the old name. A crash in between
+  // hides the new name, whose own directory (if any) was empty and is being
+  // replaced; the old name and its content are still there.
+  if (!in_top) {
+    COWFS_TRY(whiteouts_->make(to, newname.c_str()));
+    Status s = sys::rename_at(from, name.c_str(), to, newname.c_str(), RENAME_EXCHANGE);
+    if (!s.ok()) (void)sys::unlink_at(to, newname.c_str(), 0);
+    return s;
+  }
+  // The new name holds an empty directory of the top (the one replaced):
+  // swap a whiteout in for it, then the moved directory, then drop it.
+  std::string tmp = temp_name();
+  COWFS_TRY(whiteouts_->make(work_fd_, tmp.c_str()));
+  Status s = sys::rename_at(work_fd_, tmp.c_str(), to, newname.c_str(), RENAME_EXCHANGE);
+  if (!s.ok()) {
+    (void)sys::unlink_at(work_fd_, tmp.c_str(), 0);
+    return s;
+  }
+  s = sys::rename_at(from, name.c_str(), to, newname.c_str(), RENAME_EXCHANGE);
+  if (!s.ok()) {
+    // Put the replaced directory back.
+    if (sys::rename_at(work_fd_, tmp.c_str(), to, newname.c_str(), RENAME_EXCHANGE).ok()) {
+      (void)sys::unlink_at(work_fd_, tmp.c_str(), 0);
+    }
+    return s;
+  }
+  return sys::unlink_at(work_fd_, tmp.c_str(), AT_REMOVEDIR);
+}
+
 Status Overlay::unlink(uint64_t parent, const std::string& name) {
   std::unique_lock lock(tree_mu_);
   auto dir = dir_node(parent);
@@ -363,9 +417,10 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
     // here; swapping it into the old name is exactly the whiteout needed there.
     COWFS_TRY(sys::rename_at(*stop, name.c_str(), *dtop, newname.c_str(), RENAME_EXCHANGE));
     if (!src_needs_wh) COWFS_TRY(sys::unlink_at(*stop, name.c_str(), 0));
+  } else if (src_needs_wh) {
+    COWFS_TRY(move_leaving_whiteout(*stop, name, *dtop, newname, *src, dst_top.ok()));
   } else {
     COWFS_TRY(sys::rename_at(*stop, name.c_str(), *dtop, newname.c_str()));
-    if (src_needs_wh) COWFS_TRY(whiteouts_->make(*stop, name.c_str()));
   }
   if (dst && !dst->is_dir() && !dst_top && dst->layer == stack_.top() && dst->lower_links > 0) {
     // The replaced name lived only below: one fewer of them reaches the copy.

@@ -32,6 +32,11 @@ Status Env::rename(int olddir, const char* oldname, int newdir, const char* newn
   return {};
 }
 
+Status Env::link(int olddir, const char* oldname, int newdir, const char* newname, int flags) {
+  if (::linkat(olddir, oldname, newdir, newname, flags) < 0) return Errno{errno};
+  return {};
+}
+
 Result<size_t> Env::write(int fd, const void* buf, size_t n) {
   ssize_t w = ::write(fd, buf, n);
   if (w < 0) return Errno{errno};

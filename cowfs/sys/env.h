@@ -1,7 +1,7 @@
 // Env: the seam between cowfs and the OS for every call that makes data
 // durable or moves it into place (as LevelDB's Env is for LevelDB).
 //
-// The wrappers in syscalls.h that fsync, syncfs, rename or write call
+// The wrappers in syscalls.h that fsync, syncfs, rename, link or write call
 // env(), which is the real OS unless a test installed another Env, such as
 // FaultEnv (fault_env.h), which fails chosen calls with a chosen errno.
 //
@@ -34,6 +34,8 @@ class Env {
   // renameat2(2); flags 0 is plain renameat(2).
   virtual Status rename(int olddir, const char* oldname, int newdir, const char* newname,
                         unsigned flags);
+  // linkat(2).
+  virtual Status link(int olddir, const char* oldname, int newdir, const char* newname, int flags);
   // One write(2) / pwrite(2): the number of bytes written (maybe short).
   virtual Result<size_t> write(int fd, const void* buf, size_t n);
   virtual Result<size_t> pwrite(int fd, const void* buf, size_t n, off_t offset);

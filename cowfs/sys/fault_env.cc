@@ -1,5 +1,6 @@
 #include "cowfs/sys/fault_env.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -60,6 +61,7 @@ int FaultEnv::decide(Call call, bool needs_path) {
     if (a.seen++ < a.fault.skip) continue;
     if (a.failed >= a.fault.times) continue;
     ++a.failed;
+    if (a.fault.error == kCrash) ::kill(::getpid(), SIGKILL);
     return a.fault.error;
   }
   return 0;
@@ -79,6 +81,11 @@ Status FaultEnv::rename(int olddir, const char* oldname, int newdir, const char*
                         unsigned flags) {
   if (int e = decide({Op::kRename, newdir, newname}, false)) return Errno{e};
   return Env::rename(olddir, oldname, newdir, newname, flags);
+}
+
+Status FaultEnv::link(int olddir, const char* oldname, int newdir, const char* newname, int flags) {
+  if (int e = decide({Op::kLink, newdir, newname}, false)) return Errno{e};
+  return Env::link(olddir, oldname, newdir, newname, flags);
 }
 
 Result<size_t> FaultEnv::write(int fd, const void* buf, size_t n) {
@@ -120,6 +127,7 @@ std::optional<std::vector<Fault>> parse_faults(const std::string& spec, std::str
       if (err == name) f.error = value;
     }
     uint64_t v = 0;
+    if (err == "KILL") f.error = kCrash;
     if (f.error == 0 && number(err, &v) && v > 0 && v < 4096) f.error = static_cast<int>(v);
     if (f.error == 0) return bad("unknown errno '" + err + "'");
     std::string head = item.substr(0, eq);
@@ -144,10 +152,12 @@ std::optional<std::vector<Fault>> parse_faults(const std::string& spec, std::str
       f.op = Op::kSyncfs;
     } else if (op == "rename") {
       f.op = Op::kRename;
+    } else if (op == "link") {
+      f.op = Op::kLink;
     } else if (op == "write") {
       f.op = Op::kWrite;
     } else {
-      return bad("unknown call '" + op + "'; use fsync, fdatasync, syncfs, rename or write");
+      return bad("unknown call '" + op + "'; use fsync, fdatasync, syncfs, rename, link or write");
     }
     out.push_back(std::move(f));
   }

@@ -13,11 +13,13 @@
 //
 //   OP[:TEXT][@SKIP][*TIMES]=ERRNO
 //
-// OP is fsync, fdatasync, syncfs, rename or write (write also covers
+// OP is fsync, fdatasync, syncfs, rename, link or write (write also covers
 // pwrite); TEXT, if given, must occur in the call's path (the new name of a
-// rename; for the others the fd's path from /proc/self/fd); SKIP matching
-// calls succeed first (default 0); then TIMES calls fail (default: all);
-// ERRNO is EIO, ENOSPC, EROFS, EDQUOT or a number.
+// rename or link; for the others the fd's path from /proc/self/fd); SKIP
+// matching calls succeed first (default 0); then TIMES calls fail (default:
+// all); ERRNO is EIO, ENOSPC, EROFS, EDQUOT or a number, or KILL: the
+// process is killed (SIGKILL) in place of the call, a crash at exactly that
+// point of an operation (what a crash test cannot hit by timing).
 //
 // Thread-safety: every member may be called from any thread.
 #pragma once
@@ -33,18 +35,21 @@
 
 namespace cowfs::sys {
 
-enum class Op { kFsync, kFdatasync, kSyncfs, kRename, kWrite };
+enum class Op { kFsync, kFdatasync, kSyncfs, kRename, kLink, kWrite };
+
+// Fault::error that kills the process instead of failing the call.
+inline constexpr int kCrash = -1;
 
 // What a call is about, for a Fault's predicate.
 struct Call {
   Op op;
-  int fd = -1;       // fsync, fdatasync, syncfs, write: the fd; rename: the new dir
-  std::string path;  // rename: the new name; others: the fd's path (resolved lazily)
+  int fd = -1;       // fsync, fdatasync, syncfs, write: the fd; rename, link: the new dir
+  std::string path;  // rename, link: the new name; others: the fd's path (resolved lazily)
 };
 
 struct Fault {
   Op op;
-  int error = EIO;
+  int error = EIO;                         // or kCrash
   std::function<bool(const Call&)> match;  // empty: every call of op
   uint64_t skip = 0;                       // matching calls that succeed first
   uint64_t times = UINT64_MAX;             // then fail this many
@@ -64,6 +69,7 @@ class FaultEnv : public Env {
   Status syncfs(int fd) override;
   Status rename(int olddir, const char* oldname, int newdir, const char* newname,
                 unsigned flags) override;
+  Status link(int olddir, const char* oldname, int newdir, const char* newname, int flags) override;
   Result<size_t> write(int fd, const void* buf, size_t n) override;
   Result<size_t> pwrite(int fd, const void* buf, size_t n, off_t offset) override;
 
@@ -78,7 +84,7 @@ class FaultEnv : public Env {
 
   mutable std::mutex mu_;
   std::vector<Armed> faults_;
-  uint64_t calls_[5] = {};
+  uint64_t calls_[6] = {};
 };
 
 // A path-substring predicate for Fault::match.

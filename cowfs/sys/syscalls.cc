@@ -100,8 +100,7 @@ Status rename_at(int olddir, const char* oldname, int newdir, const char* newnam
 }
 
 Status link_at(int olddir, const char* oldname, int newdir, const char* newname, int flags) {
-  if (::linkat(olddir, oldname, newdir, newname, flags) < 0) return last_errno();
-  return {};
+  return env().link(olddir, oldname, newdir, newname, flags);
 }
 
 Status fsync_fd(int fd, bool datasync) { return env().fsync(fd, datasync); }

@@ -39,6 +39,7 @@ Status unlink_at(int dirfd, const char* name, int flags);
 // Through Env (env.h).
 Status rename_at(int olddir, const char* oldname, int newdir, const char* newname,
                  unsigned flags = 0);
+// Through Env (env.h).
 Status link_at(int olddir, const char* oldname, int newdir, const char* newname, int flags);
 // Through Env (env.h): fsync, fdatasync, syncfs, and writes of a whole
 // buffer (a short write is continued; an error returns its errno).

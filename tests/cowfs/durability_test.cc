@@ -78,6 +78,12 @@ TEST(FaultEnvTest, ParsesTheTestOnlyEnvironmentSpec) {
   EXPECT_EQ((*faults)[1].times, 1u);
   EXPECT_EQ((*faults)[1].error, ENOSPC);
   EXPECT_EQ((*faults)[2].error, 28);
+  // A crash point: the process dies in place of the call.
+  auto crash = sys::parse_faults("link:moved=KILL", &error);
+  ASSERT_TRUE(crash) << error;
+  ASSERT_EQ(crash->size(), 1u);
+  EXPECT_EQ((*crash)[0].op, Op::kLink);
+  EXPECT_EQ((*crash)[0].error, sys::kCrash);
   EXPECT_FALSE(sys::parse_faults("chmod=EIO", &error));
   EXPECT_NE(error.find("chmod"), std::string::npos);
   EXPECT_FALSE(sys::parse_faults("fsync=EWHAT", &error));

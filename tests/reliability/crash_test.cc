@@ -425,5 +425,102 @@ TEST(CrashTest, KillDuringCheckpointsAndRewinds) {
   EXPECT_EQ(env.lower_changes(), "") << "the lower changed";
 }
 
+// A rename away from a name that a lower has must hide that lower name in
+// the same step as the entry leaves it. The daemon is killed (a crash point
+// of COWFS_TEST_FAULTS, cowfs/sys/fault_env.h) in place of each call that
+// would put one of the rename's two names in place in the store; after a
+// remount the old view or the new one must show (for a file, also both
+// names, which rename(2) allows), never the production entry back under the
+// old name beside the moved one.
+TEST(CrashTest, RenameOverALowerNameIsOneStep) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for the read-only bind mount of the lower";
+  struct Case {
+    std::string op;  // rename or link
+    bool at_source;  // the call that lands the old name (else the new one)
+    bool dir;
+  };
+  std::vector<Case> cases;
+  for (bool dir : {false, true}) {
+    for (const char* op : {"rename", "link"}) {
+      for (bool at_source : {true, false}) cases.push_back({op, at_source, dir});
+    }
+  }
+  auto src_of = [](size_t i) { return "moved" + std::to_string(i); };
+  auto dst_of = [](size_t i) { return "target" + std::to_string(i); };
+  CrashEnv env("cowfs-crashmv", [&](const std::string& root) {
+    for (size_t i = 0; i < cases.size(); ++i) {
+      if (cases[i].dir) {
+        ASSERT_EQ(err(::mkdir((root + "/" + src_of(i)).c_str(), 0755)), 0);
+        write_file(root + "/" + src_of(i) + "/inner", "production inner\n");
+      } else {
+        write_file(root + "/" + src_of(i), "production source\n");
+        write_file(root + "/" + dst_of(i), "production target\n");
+      }
+    }
+  });
+  // The sources get their top copies on a healthy mount, so that the only
+  // calls naming them in the faulty one are the rename's own.
+  env.mount_now();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    if (cases[i].dir) {
+      write_file(env.m(src_of(i) + "/added"), "added\n");
+    } else {
+      write_file(env.m(src_of(i)), "rewritten source\n");
+    }
+  }
+  ASSERT_EQ(env.unmount(), "");
+
+  int crashes[2] = {0, 0};  // files, directories
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    const std::string src = src_of(i), dst = dst_of(i);
+    const std::string fault = c.op + ":" + (c.at_source ? src : dst) + "=KILL";
+    SCOPED_TRACE("COWFS_TEST_FAULTS=" + fault + (c.dir ? ", a directory" : ", a file"));
+    {
+      MountSpec spec = env.spec();
+      spec.run_as = {"env", "COWFS_TEST_FAULTS=" + fault};
+      CowfsMount faulty(spec);
+      // Fails (the daemon is gone) or succeeds (no such call was made).
+      const int e = err(::rename(env.m(src).c_str(), env.m(dst).c_str()));
+      if (e != 0) {
+        std::cerr << "note: crashed at " << fault << ": " << errno_name(e) << "\n";
+        ++crashes[c.dir];
+      }
+      env.kill_daemon();
+    }
+    ASSERT_NO_THROW(env.mount_now()) << "the store does not mount after the crash";
+    struct stat st {};
+    const bool src_there = ::lstat(env.m(src).c_str(), &st) == 0;
+    const bool dst_there = ::lstat(env.m(dst).c_str(), &st) == 0;
+    if (c.dir) {
+      const std::vector<std::string> whole = {"added", "inner"};
+      EXPECT_TRUE(src_there != dst_there) << "the directory is under both names, or neither";
+      if (src_there) {
+        EXPECT_EQ(sorted(list_dir(env.m(src))), whole) << "the old name shows something else";
+      }
+      if (dst_there) {
+        EXPECT_EQ(sorted(list_dir(env.m(dst))), whole) << "the new name shows something else";
+      }
+    } else {
+      const std::string moved = "rewritten source\n";
+      if (src_there) {
+        EXPECT_EQ(read_file(env.m(src)), moved) << "the production file is back at the old name";
+      }
+      ASSERT_TRUE(dst_there) << "the target is gone";
+      const std::string at_dst = read_file(env.m(dst));
+      if (!src_there) {
+        EXPECT_EQ(at_dst, moved) << "the file is under neither name";
+      } else {
+        EXPECT_TRUE(at_dst == moved || at_dst == "production target\n") << at_dst;
+      }
+    }
+    ASSERT_EQ(env.unmount(), "");
+  }
+  // Some call of every rename put a name in place: the test crashed there.
+  EXPECT_GT(crashes[0], 0) << "no crash point was reached by a file's rename";
+  EXPECT_GT(crashes[1], 0) << "no crash point was reached by a directory's rename";
+  EXPECT_EQ(env.lower_changes(), "") << "the lower changed";
+}
+
 }  // namespace
 }  // namespace cowfs_rel
