@@ -240,6 +240,11 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
                                     "; data written since the last sync may be lost";
             spdlog::error("{}", msg);
             record_unmount_error(store, msg);
+          } else {
+            // Copies that lost their last name while open (collected at
+            // the next mount otherwise). Not after a failed save: the
+            // store is then left as it is for whoever looks into it.
+            overlay.collect_unreachable();
           }
         },
         &error);

@@ -76,6 +76,38 @@ Status write_map_file(int dirfd, uint64_t ino, const ChunkMap& map, bool sync) {
   return {};
 }
 
+Result<bool> drop_unreachable_copy(int dirfd, uint64_t ino) {
+  const std::string data = chunk_data_name(ino);
+  auto st = sys::stat_at(dirfd, data.c_str());
+  if (!st) return st.error() == ENOENT ? Result<bool>(false) : Result<bool>(Errno{st.error()});
+  if (!S_ISREG(st->st_mode) || st->st_nlink > 1) return false;
+  for (const std::string& name :
+       {chunk_map_name(ino), chunk_map_name(ino) + ".tmp", chunk_base_name(ino)}) {
+    Status s = sys::unlink_at(dirfd, name.c_str(), 0);
+    if (!s.ok() && s.error() != ENOENT) return Errno{s.error()};
+  }
+  COWFS_TRY(sys::unlink_at(dirfd, data.c_str(), 0));
+  return true;
+}
+
+Result<std::vector<uint64_t>> collect_unreachable_copies(
+    int dirfd, const std::function<bool(uint64_t)>& in_use) {
+  auto entries = sys::read_dir(dirfd);
+  if (!entries) return Errno{entries.error()};
+  std::vector<uint64_t> dropped;
+  for (const auto& e : *entries) {
+    // Data files are named by the origin alone (16 hex digits).
+    uint64_t ino = 0;
+    auto [end, ec] = std::from_chars(e.name.data(), e.name.data() + e.name.size(), ino, 16);
+    if (ec != std::errc() || end != e.name.data() + e.name.size() || e.name.size() != 16) continue;
+    if (in_use && in_use(ino)) continue;
+    auto r = drop_unreachable_copy(dirfd, ino);
+    if (!r) return Errno{r.error()};
+    if (*r) dropped.push_back(ino);
+  }
+  return dropped;
+}
+
 Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, size_t from,
                                                        uint64_t ino) {
   auto cf = std::make_shared<ChunkedFile>();

@@ -17,6 +17,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -143,5 +144,26 @@ std::optional<ChunkMap> parse_ref_value(const std::string& value);
 
 // Writes map as chunks/<ino>.map of dirfd, atomically (aside, then rename).
 Status write_map_file(int chunks_dirfd, uint64_t ino, const ChunkMap& map, bool sync);
+
+// Freeing the space of chunked copies that nothing reaches any more.
+//
+// A chunked copy's data file is a hard link between the layer's tree (the
+// file's names), its chunks/ directory and, for a file with several names,
+// its index/. When the last name goes (an unlink, a rename over it) only
+// the chunks/ link is left: no lookup can reach the copy again, so unless
+// an open descriptor still uses it, its data, map and base link are garbage.
+//
+// Only the writable top is ever collected: a frozen layer is never
+// modified, whatever it holds. Nothing a name reaches is touched, whether
+// or not its map could be saved. The data file goes last, so a crash half
+// way leaves a copy that the next collection finds again.
+
+// Removes the copy of origin ino from the chunks/ directory chunks_dirfd if
+// its data file has no other link. Returns whether it did.
+Result<bool> drop_unreachable_copy(int chunks_dirfd, uint64_t ino);
+// Removes every such copy in chunks_dirfd except those whose origin in_use
+// says an open descriptor still uses. Returns the origins of those removed.
+Result<std::vector<uint64_t>> collect_unreachable_copies(
+    int chunks_dirfd, const std::function<bool(uint64_t)>& in_use);
 
 }  // namespace cowfs

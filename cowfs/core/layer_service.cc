@@ -152,6 +152,7 @@ std::string LayerService::sync() {
 void LayerService::apply(const std::function<std::vector<std::string>()>& op, bool view_changed,
                          const std::vector<std::string>& dropping, bool freezes_top) {
   if (overlay_ == nullptr) {
+    store_.collect_unreachable_copies();  // as Overlay::change_stack does
     op();
     store_.purge_trash_in_background();
     return;

@@ -116,6 +116,9 @@ class Node {
   // know to reopen.
   std::atomic<uint64_t> data_gen{0};
   std::atomic<uint64_t> nlookup{0};
+  // Open handles (Overlay::open, create; until release): while there is
+  // one, a chunked copy that lost its last name keeps its data.
+  std::atomic<int> open_handles{0};
   // The inode generation the kernel is told. A layer change that alters the
   // file bumps it, so the kernel drops the inode it cached (with the
   // writeback cache it trusts its own size and times over ours).

@@ -642,9 +642,13 @@ Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
     }
     COWFS_TRY(attach(*fh, open_flags));
     register_handle(fh.get());
+    n->open_handles.fetch_add(1);
   } else {
     std::shared_lock lock(tree_mu_);
     COWFS_TRY(attach(*fh, open_flags));
+    // Counted under the tree lock, which an unlink that might free the
+    // copy holds exclusively: it sees this handle or the name is gone.
+    n->open_handles.fetch_add(1);
   }
   return fh;
 }
@@ -679,11 +683,56 @@ Status Overlay::flush(FileHandle& fh) {
 }
 
 Status Overlay::release(FileHandle* fh) {
-  if (!fh->writable()) return {};
-  Status s = flush(*fh);
-  std::lock_guard lock(handles_mu_);
-  writers_.erase(fh);
+  Status s;
+  if (fh->writable()) {
+    s = flush(*fh);
+    std::lock_guard lock(handles_mu_);
+    writers_.erase(fh);
+  }
+  Node& n = *fh->node;
+  if (n.open_handles.fetch_sub(1) != 1) return s;
+  // The last descriptor of a chunked copy that lost its last name while
+  // open: its space comes back now.
+  bool nameless = false;
+  {
+    std::shared_lock tree(tree_mu_);
+    nameless = n.chunks && (n.unlinked || !n.parent || n.pinned);
+  }
+  if (nameless) {
+    std::unique_lock tree(tree_mu_);
+    free_if_unreachable(n);
+  }
   return s;
+}
+
+void Overlay::free_if_unreachable(Node& n) {
+  if (n.is_dir() || !n.chunks || n.layer != stack_.top() || n.open_handles.load() > 0) return;
+  auto freed = drop_unreachable_copy(stack_.top()->chunks.get(), n.ino);
+  // Space, not data: a copy that cannot be freed now is found again by the
+  // next collection (collect_unreachable, or the next mount's).
+  if (freed && *freed) n.chunks.reset();  // nothing of it may be saved again
+}
+
+void Overlay::collect_unreachable_locked() {
+  const LayerPtr& top = stack_.top();
+  if (!top->chunks.valid()) return;
+  const auto nodes = inodes_.snapshot();
+  std::unordered_set<uint64_t> open;
+  for (const auto& n : nodes) {
+    if (n->open_handles.load() > 0) open.insert(n->ino);
+  }
+  auto freed = collect_unreachable_copies(top->chunks.get(),
+                                          [&](uint64_t ino) { return open.contains(ino); });
+  if (!freed) return;  // space, not data: tried again next time
+  const std::unordered_set<uint64_t> gone(freed->begin(), freed->end());
+  for (const auto& n : nodes) {
+    if (n->chunks && n->layer == top && gone.contains(n->ino)) n->chunks.reset();
+  }
+}
+
+void Overlay::collect_unreachable() {
+  std::unique_lock tree(tree_mu_);
+  collect_unreachable_locked();
 }
 
 Result<int> Overlay::reopen_handle(FileHandle& fh) {
@@ -930,6 +979,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Overlay::create(uint64_t p
   fh->gen_ = e->node->data_gen.load();
   fh->stack_gen_ = stack_gen_.load();
   register_handle(fh.get());
+  e->node->open_handles.fetch_add(1);
   return std::make_pair(e.take(), std::move(fh));
 }
 

@@ -205,6 +205,9 @@ class Overlay {
   Status fsync(FileHandle& fh, bool datasync);
   // Persists chunk maps of every chunked file (unmount, checkpoint).
   Status flush_all(bool sync);
+  // Frees the space of the top's chunked copies that no name and no open
+  // handle reaches (unmount; also done by every stack change).
+  void collect_unreachable();
   bool is_chunked(const FileHandle& fh) const;
   // close(2) of a descriptor of fh (FUSE flush): persists the chunk map of
   // a file written through it, so that close reports a map that cannot be
@@ -336,6 +339,13 @@ class Overlay {
   // Points fh at its node's current backing. tree_mu_ held; fh not yet
   // shared or its mu_ held.
   Status attach(FileHandle& fh, int flags);
+  // Frees the top's chunked copy of node if nothing reaches it any more:
+  // no name (its data file's only link is the one in chunks/) and no open
+  // handle (see chunked_file.h). Needs tree_mu_ held exclusively.
+  void free_if_unreachable(Node& node);
+  // The same for every chunked copy of the top. Needs tree_mu_ held
+  // exclusively.
+  void collect_unreachable_locked();
   // Removes name from dir's top directory, leaving a whiteout if a lower
   // layer has the name.
   Status remove_name(int top, const std::string& name, bool in_top, bool need_whiteout,

@@ -262,6 +262,7 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
     n->unlinked = true;
     n->parent.reset();
   }
+  free_if_unreachable(*n);
   return {};
 }
 
@@ -434,6 +435,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
       dst->unlinked = true;
       dst->parent.reset();
     }
+    free_if_unreachable(*dst);
   }
   fix_parts(src);
   src->parent = *ddir;

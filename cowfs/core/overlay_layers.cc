@@ -193,6 +193,9 @@ Invalidations Overlay::change_stack(const std::function<StackChange()>& change, 
                        std::string(std::strerror(s.error())) + "); nothing was changed");
     }
   }
+  // A layer about to freeze is never collected again; compact and the rest
+  // are the collector's turn too.
+  collect_unreachable_locked();
   StackChange c = change();
   Invalidations inv;
   if (c.view_changed) {

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "cowfs/core/chunked_file.h"
 #include "cowfs/core/copy_up.h"
 #include "cowfs/sys/syscalls.h"
 
@@ -429,6 +430,16 @@ void Store::collect_garbage() {
   for (const auto& e : std::filesystem::directory_iterator(path_ + "/work", ec)) {
     std::filesystem::remove_all(e.path(), ec);
   }
+  collect_unreachable_copies();
+}
+
+void Store::collect_unreachable_copies() const {
+  if (records_.empty()) return;
+  // Frozen layers are never collected: a frozen layer is never modified.
+  auto chunks =
+      sys::open_at(layers_.get(), (records_.back().id + "/chunks").c_str(), O_RDONLY | O_DIRECTORY);
+  // Space, not data: what cannot be freed now is tried again next time.
+  if (chunks) (void)cowfs::collect_unreachable_copies(chunks->get(), nullptr);
 }
 
 void Store::purge_trash(const std::string& store_path) {

@@ -99,9 +99,14 @@ class Store {
   UniqueFd layer_root(const std::string& id) const;
   int layers_fd() const { return layers_.get(); }
 
-  // Moves layer directories the stack does not name into trash/ and clears
-  // work/: what an interrupted command or copy-up left behind.
+  // Moves layer directories the stack does not name into trash/, clears
+  // work/ and frees the top layer's chunked copies that no name reaches
+  // (chunked_file.h): what an interrupted command, copy-up or open file
+  // left behind. Only while nothing serves the store (no file is open).
   void collect_garbage();
+  // Frees the top layer's chunked copies that no name reaches; for an
+  // unmounted store (a mounted one is the daemon's: Overlay::change_stack).
+  void collect_unreachable_copies() const;
   // Deletes what is in trash/. The daemon runs it on a thread; single-
   // threaded callers use purge_trash_in_background(), a detached process, so
   // dropping a layer of any size returns at once.
