@@ -548,6 +548,10 @@ Result<struct stat> Overlay::getattr(uint64_t ino) {
 
 Result<struct stat> Overlay::setattr(uint64_t ino, const SetAttr& a, FileHandle* fh) {
   trim_fds();
+  // The kernel's times must not be undone by a write that keeps the old
+  // mtime (see set_kernel_keeps_mtime).
+  std::unique_lock times(times_mu(ino), std::defer_lock);
+  if (a.mtime && kernel_keeps_mtime_.load()) times.lock();
   std::unique_lock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -194,6 +195,34 @@ class Overlay {
   // make the chunks it touches present first).
   Result<WriteLease> write_lease(FileHandle& fh, off_t offset, size_t length,
                                  bool overwrite = true);
+
+  // The data changes of an open file: write(2), fallocate(2) and
+  // copy_file_range(2), each through a write lease (a write first clears
+  // the set-ID bits, see drop_set_id). Every lock is released when they
+  // return, so the reply is sent without any.
+  //
+  // Under the kernel's writeback cache (set_kernel_keeps_mtime) the kernel
+  // owns the times of the files it writes: it sends them with SETATTR on
+  // fsync, close and inode writeback, and the WRITE that carries the data
+  // may come after that SETATTR, or with none at all. write() therefore
+  // leaves the backing file's mtime as it was, so that what is stored is
+  // what the kernel showed (ctime cannot be set: the store's own moves
+  // forward); it and a setattr of times of the same file are serialized so
+  // that neither undoes the other. fallocate and copy_file_range make the
+  // kernel drop its attributes and ask again, so they keep the store's.
+  void set_kernel_keeps_mtime(bool keeps) { kernel_keeps_mtime_.store(keeps); }
+  // Copies the bytes of a write into fd at offset; returns how many it
+  // wrote, or -errno.
+  using CopyIn = std::function<ssize_t(int fd, off_t offset)>;
+  // write(2) of length bytes at offset through fh, which copy_in supplies.
+  // A short or failed copy gives back the chunks the write claimed.
+  Result<size_t> write(FileHandle& fh, off_t offset, size_t length, const Caller& caller,
+                       const CopyIn& copy_in);
+  Status fallocate(FileHandle& fh, int mode, off_t offset, off_t length, const Caller& caller);
+  // EOPNOTSUPP where a file is chunked (its bytes are spread over layers):
+  // the kernel then falls back to reading and writing.
+  Result<size_t> copy_file_range(FileHandle& in, off_t in_offset, FileHandle& out, off_t out_offset,
+                                 size_t length, unsigned flags, const Caller& caller);
   // Where the bytes of a read come from: pieces of fds (or zeros), valid
   // while the plan lives.
   struct ReadPlan {
@@ -369,9 +398,15 @@ class Overlay {
   Options opts_;
   NodePtr root_;
   InodeTable inodes_;
-  // Lock order: io_mu_, tree_mu_, name_mu_, InodeTable::mu_, handles_mu_.
+  // Lock order: io_mu_, times_mu_ (one stripe at a time), tree_mu_,
+  // name_mu_, InodeTable::mu_, handles_mu_.
   // io_mu_ is held shared by every write and exclusively by stack changes.
   std::shared_mutex io_mu_;
+  // Serializes a write that keeps a file's mtime with a setattr of its
+  // times (see set_kernel_keeps_mtime); striped by inode number.
+  std::mutex& times_mu(uint64_t ino) { return times_mu_[ino % times_mu_.size()]; }
+  std::array<std::mutex, 64> times_mu_;
+  std::atomic<bool> kernel_keeps_mtime_{false};
   mutable std::shared_mutex tree_mu_;
   // Guards Node::parent/name/unlinked when changed under a shared tree_mu_
   // (a lookup re-linking a node); exclusive holders of tree_mu_ need not take it.

@@ -7,8 +7,10 @@
 // superblock SB_NOSEC and asks once per inode. libfuse 3.14 does not know
 // the flag, so this shim reads the INIT request and adds it to the reply
 // when the kernel offered it. Everything else passes through untouched.
-// The overlay keeps its side of the bargain: writes and truncates clear
-// set-user-ID, set-group-ID and file capabilities (Overlay::kill_privs).
+// The overlay keeps its side of the bargain: a write or truncate by a
+// caller other than root clears set-user-ID and set-group-ID
+// (Overlay::drop_set_id), and the store's filesystem drops file
+// capabilities on any write.
 #pragma once
 
 struct fuse_session;

@@ -2,7 +2,8 @@
 // decodes the request, calls Overlay, and replies; errors are errnos, and an
 // exception never crosses into libfuse (handlers reply EIO or ENOMEM).
 //
-// This is the only file that includes <fuse_lowlevel.h>.
+// cowfs/fuse is the only directory that includes libfuse: this file, and
+// kernel_io.cc, the shim on the channel under it.
 #define FUSE_USE_VERSION 312
 
 #include <fuse_lowlevel.h>
@@ -11,9 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <array>
 #include <cstring>
-#include <mutex>
 #include <new>
 #include <vector>
 
@@ -133,6 +132,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   // generation, so the kernel drops the inode it knew (Node::generation).
   if (context.cfg.writeback_cache) want(FUSE_CAP_WRITEBACK_CACHE);
   context.writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
+  context.overlay->set_kernel_keeps_mtime(context.writeback);
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
 }
@@ -162,18 +162,6 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   fuse_reply_none(req);
 }
 
-// Under the writeback cache the kernel owns the times of the files it
-// writes: it sends them with SETATTR on fsync, close and inode writeback,
-// and the WRITE that carries the data may come after that SETATTR, or with
-// none at all. A WRITE therefore leaves the backing file's mtime as it was,
-// so that what is stored is what the kernel showed. (ctime cannot be set:
-// the store's own moves forward.) A WRITE and a SETATTR of one file are
-// serialized so that neither undoes the other.
-std::mutex& times_lock(uint64_t ino) {
-  static std::array<std::mutex, 64> locks;
-  return locks[ino % locks.size()];
-}
-
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)fi;
   guarded(req, "getattr", [&] {
@@ -196,8 +184,6 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     a.atime_now = to_set & FUSE_SET_ATTR_ATIME_NOW;
     a.mtime_now = to_set & FUSE_SET_ATTR_MTIME_NOW;
     a.caller = caller_of(req);
-    std::unique_lock times(times_lock(ino), std::defer_lock);
-    if (ctx(req).writeback && a.mtime) times.lock();
     auto r = ov(req).setattr(ino, a, handle(fi));
     if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     fuse_reply_attr(req, &*r, ctx(req).cfg.cache_timeout);
@@ -322,7 +308,6 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     // fuse_bufvec ends in a one-element array; make room for every piece.
     std::vector<char> storage(sizeof(fuse_bufvec) + pieces.size() * sizeof(fuse_buf));
     auto* buf = reinterpret_cast<fuse_bufvec*>(storage.data());
-    size_t total = 0;
     for (size_t i = 0; i < pieces.size(); ++i) {
       fuse_buf& b = buf->buf[i];
       b = fuse_buf{};
@@ -335,45 +320,27 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
         b.fd = pieces[i].fd;
         b.pos = pieces[i].offset;
       }
-      total += pieces[i].length;
     }
     buf->count = pieces.size();
     buf->idx = 0;
     buf->off = 0;
-    (void)total;
     fuse_reply_data(req, buf, FUSE_BUF_SPLICE_MOVE);
   });
 }
 
 void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  (void)ino;
   guarded(req, "write", [&] {
     const size_t size = fuse_buf_size(in);
-    auto lease = ov(req).write_lease(*handle(fi), off, size);
-    if (!lease) return (void)fuse_reply_err_mapped(req, lease.error());
-    fuse_bufvec out = FUSE_BUFVEC_INIT(size);
-    out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-    out.buf[0].fd = lease->fd;
-    out.buf[0].pos = off;
-    // As the kernel does, privileges go before the data changes.
-    if (Status s = ov(req).drop_set_id(lease->fd, caller_of(req)); !s.ok()) {
-      lease->abandon();
-      return (void)fuse_reply_err_mapped(req, s.error());
-    }
-    std::unique_lock times(times_lock(ino), std::defer_lock);
-    struct stat before {};
-    bool keep_mtime = false;
-    if (ctx(req).writeback) {
-      times.lock();
-      keep_mtime = ::fstat(lease->fd, &before) == 0;
-    }
-    ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
-    if (keep_mtime) {
-      const timespec t[2] = {{0, UTIME_OMIT}, before.st_mtim};
-      (void)::futimens(lease->fd, t);
-    }
-    if (n < static_cast<ssize_t>(size)) lease->abandon();
-    if (n < 0) return (void)fuse_reply_err_mapped(req, static_cast<int>(-n));
-    fuse_reply_write(req, static_cast<size_t>(n));
+    auto n = ov(req).write(*handle(fi), off, size, caller_of(req), [in, size](int fd, off_t at) {
+      fuse_bufvec out = FUSE_BUFVEC_INIT(size);
+      out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+      out.buf[0].fd = fd;
+      out.buf[0].pos = at;
+      return fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+    });
+    if (!n) return (void)fuse_reply_err_mapped(req, n.error());
+    fuse_reply_write(req, *n);
   });
 }
 
@@ -546,11 +513,8 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
                   fuse_file_info* fi) {
   (void)ino;
   guarded(req, "fallocate", [&] {
-    // Not a write: every chunk it touches keeps its content from below.
-    auto lease = ov(req).write_lease(*handle(fi), offset, static_cast<size_t>(length), false);
-    if (!lease) return (void)fuse_reply_err_mapped(req, lease.error());
-    int r = ::fallocate(lease->fd, mode, offset, length);
-    fuse_reply_err_mapped(req, r < 0 ? errno : 0);
+    fuse_reply_err_mapped(
+        req, ov(req).fallocate(*handle(fi), mode, offset, length, caller_of(req)).error());
   });
 }
 
@@ -569,19 +533,10 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_fi
   (void)ino_in;
   (void)ino_out;
   guarded(req, "copy_file_range", [&] {
-    // A chunked file's bytes are spread over layers: let the kernel fall
-    // back to reading and writing.
-    if (ov(req).is_chunked(*handle(fi_in)) || ov(req).is_chunked(*handle(fi_out))) {
-      return (void)fuse_reply_err_mapped(req, EOPNOTSUPP);
-    }
-    auto in = ov(req).io_fd(*handle(fi_in));
-    if (!in) return (void)fuse_reply_err_mapped(req, in.error());
-    auto out = ov(req).write_lease(*handle(fi_out), off_out, len);
-    if (!out) return (void)fuse_reply_err_mapped(req, out.error());
-    loff_t oi = off_in, oo = off_out;
-    ssize_t n = ::copy_file_range(*in, &oi, out->fd, &oo, len, static_cast<unsigned>(flags));
-    if (n < 0) return (void)fuse_reply_err_mapped(req, errno);
-    fuse_reply_write(req, static_cast<size_t>(n));
+    auto n = ov(req).copy_file_range(*handle(fi_in), off_in, *handle(fi_out), off_out, len,
+                                     static_cast<unsigned>(flags), caller_of(req));
+    if (!n) return (void)fuse_reply_err_mapped(req, n.error());
+    fuse_reply_write(req, *n);
   });
 }
 

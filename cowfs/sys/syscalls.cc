@@ -161,6 +161,19 @@ Status truncate_fd(int fd, off_t size) {
   return {};
 }
 
+Status fallocate_fd(int fd, int mode, off_t offset, off_t length) {
+  if (::fallocate(fd, mode, offset, length) < 0) return last_errno();
+  return {};
+}
+
+Result<size_t> copy_range(int in_fd, off_t in_offset, int out_fd, off_t out_offset, size_t length,
+                          unsigned flags) {
+  loff_t in = in_offset, out = out_offset;
+  ssize_t n = ::copy_file_range(in_fd, &in, out_fd, &out, length, flags);
+  if (n < 0) return last_errno();
+  return static_cast<size_t>(n);
+}
+
 Result<std::string> get_xattr(int path_fd, const char* name, bool is_symlink) {
   return get_xattr_at_path(proc_path(path_fd), name, is_symlink);
 }

@@ -57,6 +57,11 @@ Status chown_fd(int path_fd, uid_t uid, gid_t gid);
 // times as for utimensat(2) (UTIME_NOW, UTIME_OMIT allowed).
 Status utimens_fd(int path_fd, const struct timespec times[2]);
 Status truncate_fd(int fd, off_t size);
+// fallocate(2) and copy_file_range(2) of fds open for writing (the latter
+// returns the bytes copied; offsets are explicit, the fds' own stay put).
+Status fallocate_fd(int fd, int mode, off_t offset, off_t length);
+Result<size_t> copy_range(int in_fd, off_t in_offset, int out_fd, off_t out_offset, size_t length,
+                          unsigned flags);
 
 // Extended attributes of the inode an fd (O_PATH allowed) refers to.
 // is_symlink picks the l* variants: user xattrs do not exist on symlinks.
