@@ -14,6 +14,7 @@
 
 #include <cstring>
 #include <new>
+#include <optional>
 #include <vector>
 
 #include "cowfs/fuse/kernel_io.h"
@@ -96,8 +97,11 @@ FileHandle* handle(fuse_file_info* fi) {
   return fi == nullptr ? nullptr : reinterpret_cast<FileHandle*>(fi->fh);
 }
 
+// Listed at the first readdir of each pass (offset 0), not at opendir: on a
+// warm walk the kernel serves readdir from its cache and a listing made at
+// every opendir would be thrown away unread.
 struct DirHandle {
-  DirListing listing;
+  std::optional<DirListing> listing;
 };
 
 void op_init(void* userdata, fuse_conn_info* conn) {
@@ -369,10 +373,9 @@ void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) 
 }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  (void)ino;
   guarded(req, "opendir", [&] {
-    auto r = ov(req).list_dir(ino);
-    if (!r) return (void)fuse_reply_err_mapped(req, r.error());
-    auto* h = new DirHandle{r.take()};
+    auto* h = new DirHandle{};
     fi->fh = reinterpret_cast<uint64_t>(h);
     // Listings change only through this mount (the kernel drops the cache
     // on every change it makes) or by a layer change (which invalidates the
@@ -388,7 +391,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
                 bool plus) {
   guarded(req, plus ? "readdirplus" : "readdir", [&] {
     auto* h = reinterpret_cast<DirHandle*>(fi->fh);
-    if (off == 0) {
+    if (off == 0 || !h->listing) {
       // Listed when the kernel asks, not at opendir: a change in between
       // must not be cached as if it had not happened.
       auto fresh = ov(req).list_dir(ino);
@@ -419,9 +422,10 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       if (!add(o == 0 ? "." : "..", st, o + 1, &e)) break;
       off = o + 1;
     }
-    for (size_t i = off >= 2 ? static_cast<size_t>(off - 2) : 0;
-         off >= 2 && i < h->listing.items.size(); ++i) {
-      const auto& item = h->listing.items[i];
+    const auto& items = h->listing->items;
+    for (size_t i = off >= 2 ? static_cast<size_t>(off - 2) : 0; off >= 2 && i < items.size();
+         ++i) {
+      const auto& item = items[i];
       const off_t next = static_cast<off_t>(i) + 3;
       if (!plus) {
         struct stat st {};
@@ -431,7 +435,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
         continue;
       }
       auto r = ov(req).lookup(ino, item.name);
-      if (!r) continue;  // removed since opendir
+      if (!r) continue;  // removed since it was listed
       const fuse_entry_param e = entry_param(req, *r);
       if (!add(item.name.c_str(), e.attr, next, &e)) {
         ov(req).forget(e.ino, 1);  // not sent: the kernel took no reference
