@@ -18,7 +18,7 @@ if [[ ! -d $T/events/fuse ]]; then
   mountpoint -q "$T" || mount -t tracefs nodev "$T"
 fi
 if [[ ! -d $T/events/fuse/fuse_request_send ]]; then
-  echo "fuse-requests.sh: this kernel has no fuse tracepoints ($T/events/fuse) ; use a newer kernel" >&2
+  echo "fuse-requests.sh: this kernel has no fuse tracepoints ($T/events/fuse); use a newer kernel" >&2
   exit 1
 fi
 event=$T/events/fuse/fuse_request_send/enable
