@@ -96,7 +96,7 @@ class Node {
   // the parent's directory in that layer, or from the index); a pinned node
   // has lost the name it could be found by and keeps its fd.
   LayerPtr layer;
-  UniqueFd fd;  // O_PATH, O_NOFOLLOW; GUARDED_BY(fd_mu) when the tree lock is shared
+  UniqueFd fd;  // O_PATH, O_NOFOLLOW; GUARDED_BY(fd_mu): reopened under the shared tree lock
   bool via_index = false;
   bool pinned = false;
   std::mutex fd_mu;

@@ -52,6 +52,10 @@ bool has_xattr(int fd, const char* name) { return sys::get_xattr(fd, name).ok();
 // O_DSYNC do pass: they are what makes a write durable.
 int backing_open_flags(int flags) { return flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT); }
 
+bool is_name(const Node& n, const NodePtr& dir, const std::string& name) {
+  return n.parent && n.parent->ino == dir->ino && n.name == name;
+}
+
 }  // namespace
 
 Overlay::Overlay(LayerStack stack, Whiteouts* whiteouts, int work_fd, Options opts)
@@ -200,7 +204,51 @@ Status Overlay::name_free(Node& dir, const std::string& name) const {
   return Errno{p.error()};
 }
 
-Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bool count) {
+// Whether binding node n to dir/name (see bind) would change it.
+bool Overlay::needs_bind(const Node& n, const NodePtr& dir, const std::string& name) {
+  if (!n.parent || n.unlinked || n.pinned) return true;
+  if (n.is_dir() || is_name(n, dir, name)) return false;
+  // Another name of a file (a hard link): a new alias unless it is known.
+  return std::find(n.aliases.begin(), n.aliases.end(),
+                   std::pair<uint64_t, std::string>{dir->ino, name}) == n.aliases.end();
+}
+
+void Overlay::bind(Node& n, Node& fresh, const NodePtr& dir, const std::string& name) {
+  if (n.pinned && !n.unlinked && n.parent) {
+    // Its recorded name went away; this one is as good (and says whether
+    // it is a name that lives only below, behind the index).
+    n.parent = dir;
+    n.name = name;
+    n.via_index = fresh.via_index;
+  } else if (n.parent && !n.unlinked) {
+    add_alias(n, dir, name);
+  } else {
+    if (n.type == fresh.type) {
+      // The number was freed and reused while the kernel still knew the
+      // old file: the node now stands for the new one.
+      n.layer = fresh.layer;
+      UniqueFd fd;
+      {
+        std::lock_guard lock(fresh.fd_mu);
+        fd = std::move(fresh.fd);
+      }
+      {
+        std::lock_guard lock(n.fd_mu);
+        adopt_fd(n, std::move(fd));
+      }
+      n.via_index = fresh.via_index;
+      n.pinned = false;
+      n.parts = std::move(fresh.parts);
+      n.lower_links = fresh.lower_links;
+      n.chunks = fresh.chunks;
+    }
+    n.parent = dir;
+    n.name = name;
+    n.unlinked = false;
+  }
+}
+
+Result<NodePtr> Overlay::probe_node(const NodePtr& dir, const std::string& name) const {
   auto p = probe(*dir, name);
   if (!p) return Errno{p.error()};
   auto fresh = std::make_shared<Node>(p->ino, p->st.st_mode);
@@ -210,39 +258,33 @@ Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bo
     fresh->parts = std::move(p->parts);
   } else {
     fresh->layer = p->layer;
-    adopt_fd(*fresh, std::move(p->fd));
+    {
+      std::lock_guard lock(fresh->fd_mu);
+      adopt_fd(*fresh, std::move(p->fd));
+    }
     fresh->via_index = p->via_index;
     fresh->lower_links = p->lower_links;
     fresh->chunks = std::move(p->chunks);
   }
-  NodePtr n = inodes_.intern(fresh, count);
-  if (n != fresh) {
-    std::lock_guard lock(name_mu_);
-    if (n->pinned && !n->unlinked && n->parent) {
-      // Its recorded name went away; this one is as good (and says whether
-      // it is a name that lives only below, behind the index).
-      n->parent = dir;
-      n->name = name;
-      n->via_index = fresh->via_index;
-    } else if (n->parent && !n->unlinked) {
-      add_alias(*n, dir, name);
-    } else if (n->unlinked || !n->parent) {
-      if (n->type == fresh->type) {
-        // The number was freed and reused while the kernel still knew the
-        // old file: the node now stands for the new one.
-        n->layer = fresh->layer;
-        adopt_fd(*n, std::move(fresh->fd));
-        n->via_index = fresh->via_index;
-        n->pinned = false;
-        n->parts = std::move(fresh->parts);
-        n->lower_links = fresh->lower_links;
-        n->chunks = fresh->chunks;
-      }
-      n->parent = dir;
-      n->name = name;
-      n->unlinked = false;
-    }
-  }
+  return fresh;
+}
+
+Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bool count) {
+  auto fresh = probe_node(dir, name);
+  if (!fresh) return fresh;
+  NodePtr n = inodes_.intern(*fresh, count);
+  if (n != *fresh) bind(*n, **fresh, dir, name);
+  return n;
+}
+
+Result<NodePtr> Overlay::resolve_shared(const NodePtr& dir, const std::string& name,
+                                        bool* needs_exclusive) {
+  auto fresh = probe_node(dir, name);
+  if (!fresh) return fresh;
+  NodePtr n = inodes_.intern(*fresh, true);
+  // Readers of n hold the same shared lock: changing it takes the
+  // exclusive one.
+  *needs_exclusive = n != *fresh && needs_bind(*n, dir, name);
   return n;
 }
 
@@ -369,14 +411,6 @@ void Overlay::pin(Node& n) {
   n.pinned = true;
 }
 
-namespace {
-
-bool is_name(const Node& n, const NodePtr& dir, const std::string& name) {
-  return n.parent && n.parent->ino == dir->ino && n.name == name;
-}
-
-}  // namespace
-
 void Overlay::add_alias(Node& n, const NodePtr& dir, const std::string& name) {
   // A handful is plenty: most hard-linked files have two or three names.
   constexpr size_t kMaxAliases = 16;
@@ -468,7 +502,10 @@ bool Overlay::refind_in_index(Node& n) {
   p.ino = n.ino;
   if (!index_copy(n.ino, "", p) || !load_chunks(p).ok()) return false;
   n.layer = p.layer;
-  adopt_fd(n, std::move(p.fd));
+  {
+    std::lock_guard lock(n.fd_mu);
+    adopt_fd(n, std::move(p.fd));
+  }
   n.via_index = true;
   n.lower_links = p.lower_links;
   n.chunks = std::move(p.chunks);
@@ -493,8 +530,9 @@ void Overlay::trim_fds() {
     // Another reference may be a read plan using its fds (read_plan takes
     // it under tree_mu_, which is held here).
     if (n->chunks && n->chunks.use_count() == 1) n->chunks->close_fds();
-    if (n->pinned || n->unlinked || !n->fd.valid()) continue;
+    if (n->pinned || n->unlinked) continue;
     if (!n->via_index && !n->parent) continue;
+    std::lock_guard lock(n->fd_mu);
     adopt_fd(*n, UniqueFd());
   }
 }
@@ -526,10 +564,30 @@ Result<Entry> Overlay::entry_for(const NodePtr& node) {
 
 Result<Entry> Overlay::lookup(uint64_t parent, const std::string& name) {
   trim_fds();
-  std::shared_lock lock(tree_mu_);
+  NodePtr counted;  // holds a reference for the kernel, but must be bound to this name first
+  {
+    std::shared_lock lock(tree_mu_);
+    auto dir = dir_node(parent);
+    if (!dir) return Errno{dir.error()};
+    bool needs_exclusive = false;
+    auto n = resolve_shared(*dir, name, &needs_exclusive);
+    if (!n) return Errno{n.error()};
+    if (!needs_exclusive) {
+      auto e = entry_for(*n);
+      if (!e) inodes_.forget((*n)->ino, 1);
+      return e;
+    }
+    counted = n.take();
+  }
+  // Rare: a node the kernel holds gets a new name or a new backing (see
+  // bind). The name is resolved again, as it may have changed in between;
+  // the reference taken above kept the node in the table until now.
+  std::unique_lock lock(tree_mu_);
   auto dir = dir_node(parent);
-  if (!dir) return Errno{dir.error()};
-  auto n = resolve(*dir, name, true);
+  Result<NodePtr> n = dir ? resolve(*dir, name, true) : Result<NodePtr>(Errno{dir.error()});
+  const uint64_t counted_ino = counted->ino;
+  counted.reset();
+  inodes_.forget(counted_ino, 1);
   if (!n) return Errno{n.error()};
   auto e = entry_for(*n);
   if (!e) inodes_.forget((*n)->ino, 1);
@@ -856,10 +914,27 @@ Status Overlay::fsync(FileHandle& fh, bool datasync) {
 }
 
 Status Overlay::flush_all(bool sync) {
-  Status result;
+  // The files, taken under the tree lock; their maps are saved without it
+  // (ChunkedFile locks itself), so names change while a sync runs.
+  std::vector<ChunkedPtr> files;
+  {
+    std::shared_lock tree(tree_mu_);
+    files = chunked_files_locked();
+  }
+  return flush_files(files, sync);
+}
+
+std::vector<ChunkedPtr> Overlay::chunked_files_locked() const {
+  std::vector<ChunkedPtr> files;
   for (const auto& n : inodes_.snapshot()) {
-    ChunkedPtr chunks = n->chunks;
-    if (!chunks) continue;
+    if (n->chunks) files.push_back(n->chunks);
+  }
+  return files;
+}
+
+Status Overlay::flush_files(const std::vector<ChunkedPtr>& files, bool sync) {
+  Status result;
+  for (const auto& chunks : files) {
     Status s = chunks->flush(sync);
     if (!s.ok()) result = s;
   }

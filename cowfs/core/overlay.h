@@ -232,7 +232,7 @@ class Overlay {
   Result<ReadPlan> read_plan(FileHandle& fh, off_t offset, size_t length);
   Result<off_t> seek(FileHandle& fh, off_t offset, int whence);
   Status fsync(FileHandle& fh, bool datasync);
-  // Persists chunk maps of every chunked file (unmount, checkpoint).
+  // Persists chunk maps of every chunked file (unmount, sync).
   Status flush_all(bool sync);
   // Frees the space of the top's chunked copies that no name and no open
   // handle reaches (unmount; also done by every stack change).
@@ -296,7 +296,26 @@ class Overlay {
   bool index_copy(uint64_t ino, const std::string& above_id, Probe& p) const;
   // p.chunks for a chunked copy in a store layer.
   Status load_chunks(Probe& p) const;
+  // The node for dir/name: probed below dir, then interned (see
+  // InodeTable::intern) and, if the table knew the number, bound to the name
+  // (see bind). Needs tree_mu_ held exclusively.
   Result<NodePtr> resolve(const NodePtr& dir, const std::string& name, bool count);
+  // resolve() for a lookup, under the shared tree_mu_: the node is counted,
+  // but where binding it would change it, *needs_exclusive is set and it
+  // is left as it is, for the caller to resolve again under the exclusive
+  // lock. Readers of a node's fields hold only the shared lock.
+  Result<NodePtr> resolve_shared(const NodePtr& dir, const std::string& name,
+                                 bool* needs_exclusive);
+  // A new node for what dir/name is now, not yet in the table.
+  Result<NodePtr> probe_node(const NodePtr& dir, const std::string& name) const;
+  // Makes n, a node the table already had, stand for dir/name, which now
+  // resolves to the same number (fresh: as probed): a pinned node takes the
+  // name; a node with a name gains it as an alias; a node that had lost
+  // every name takes it and, if the number was reused for a new object of
+  // its type, fresh's backing. Needs tree_mu_ held exclusively.
+  static void bind(Node& n, Node& fresh, const NodePtr& dir, const std::string& name);
+  // Whether bind(n, .., dir, name) would change n.
+  static bool needs_bind(const Node& n, const NodePtr& dir, const std::string& name);
   Result<Entry> entry_for(const NodePtr& node);
   Result<struct stat> stat_node(Node& node);
   // The O_PATH fd of a node's backing object (see Node::fd). Needs tree_mu_
@@ -313,7 +332,7 @@ class Overlay {
   Result<std::string> symlink_xattr_path(Node& node);
   // Records node's count of names below (Node::lower_links) in its copy.
   void save_lower_links(Node& node);
-  // Sets node's fd, counting it.
+  // Sets node's fd, counting it. Needs node.fd_mu held.
   static void adopt_fd(Node& node, UniqueFd fd);
   // Keeps node's fd open for good: its name is about to go.
   void pin(Node& node);
@@ -365,6 +384,9 @@ class Overlay {
                               mode_t mode = 0);
   Result<DirListing> list_dir_locked(Node& dir) const;
   Result<int> reopen_handle(FileHandle& fh);
+  // The chunked files the table knows. Needs tree_mu_ held.
+  std::vector<ChunkedPtr> chunked_files_locked() const;
+  static Status flush_files(const std::vector<ChunkedPtr>& files, bool sync);
   // Points fh at its node's current backing. tree_mu_ held; fh not yet
   // shared or its mu_ held.
   Status attach(FileHandle& fh, int flags);
@@ -399,7 +421,7 @@ class Overlay {
   NodePtr root_;
   InodeTable inodes_;
   // Lock order: io_mu_, times_mu_ (one stripe at a time), tree_mu_,
-  // name_mu_, InodeTable::mu_, handles_mu_.
+  // InodeTable::mu_, handles_mu_.
   // io_mu_ is held shared by every write and exclusively by stack changes.
   std::shared_mutex io_mu_;
   // Serializes a write that keeps a file's mtime with a setattr of its
@@ -408,9 +430,6 @@ class Overlay {
   std::array<std::mutex, 64> times_mu_;
   std::atomic<bool> kernel_keeps_mtime_{false};
   mutable std::shared_mutex tree_mu_;
-  // Guards Node::parent/name/unlinked when changed under a shared tree_mu_
-  // (a lookup re-linking a node); exclusive holders of tree_mu_ need not take it.
-  std::mutex name_mu_;
   std::atomic<uint64_t> temp_counter_{0};
   std::atomic<uint64_t> stack_gen_{0};
   long fd_budget_ = 4096;

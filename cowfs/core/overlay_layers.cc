@@ -167,7 +167,10 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
         n->parts = std::move(p->parts);
       } else {
         n->layer = p->layer;
-        adopt_fd(*n, std::move(p->fd));
+        {
+          std::lock_guard lock(n->fd_mu);
+          adopt_fd(*n, std::move(p->fd));
+        }
         n->via_index = p->via_index;
         n->lower_links = p->lower_links;
         n->chunks = std::move(p->chunks);
@@ -188,7 +191,7 @@ Invalidations Overlay::change_stack(const std::function<StackChange()>& change, 
   // Frozen layers must hold their chunk maps, durably, before they freeze:
   // a frozen layer is never written again, so a map it lacks is lost.
   if (freezes_top) {
-    if (Status s = flush_all(true); !s.ok()) {
+    if (Status s = flush_files(chunked_files_locked(), true); !s.ok()) {
       throw StoreError("cannot make the top layer's chunk maps durable (" +
                        std::string(std::strerror(s.error())) + "); nothing was changed");
     }
