@@ -13,7 +13,7 @@
 // harness opens the file itself and needs no server.
 //
 // Errors throw DbError with the server's message. One connection per
-// Engine, one thread.
+// Engine, one thread (cancel() excepted).
 #pragma once
 
 #include <chrono>
@@ -43,6 +43,11 @@ class Engine {
   // step's deadline also ends a long statement inside the server.
   virtual void set_statement_timeout(std::optional<std::chrono::milliseconds> limit) = 0;
   virtual bool transactional_ddl() const = 0;
+  // Asks the server to end the statement that query() runs on another
+  // thread (Ctrl-C during a long statement); harmless when none runs. The
+  // statement then fails, or for a MariaDB SLEEP() returns early. Safe to
+  // call from any thread while the Engine lives.
+  virtual void cancel() = 0;
 
   // The first column of the first row as an integer; nullopt for no row or
   // NULL.

@@ -2,6 +2,7 @@
 #include <mysql.h>
 
 #include <cctype>
+#include <utility>
 
 #include "harness/engine.h"
 
@@ -70,9 +71,28 @@ MysqlUrl parse_url(const std::string& url) {
   return u;
 }
 
+// A connection, or nullptr with the reason in *error (when given).
+MYSQL* connect(const MysqlUrl& u, std::string* error = nullptr) {
+  MYSQL* m = mysql_init(nullptr);
+  if (m == nullptr) {
+    if (error) *error = "out of memory";
+    return nullptr;
+  }
+  if (!mysql_real_connect(m, u.host.empty() ? nullptr : u.host.c_str(),
+                          u.user.empty() ? nullptr : u.user.c_str(),
+                          u.password.empty() ? nullptr : u.password.c_str(),
+                          u.database.empty() ? nullptr : u.database.c_str(), u.port,
+                          u.socket.empty() ? nullptr : u.socket.c_str(), 0)) {
+    if (error) *error = mysql_error(m);
+    mysql_close(m);
+    return nullptr;
+  }
+  return m;
+}
+
 class Mysql : public Engine {
  public:
-  explicit Mysql(MYSQL* m) : m_(m) {}
+  Mysql(MYSQL* m, MysqlUrl url) : m_(m), url_(std::move(url)), id_(mysql_thread_id(m)) {}
   ~Mysql() override { mysql_close(m_); }
   Mysql(const Mysql&) = delete;
   Mysql& operator=(const Mysql&) = delete;
@@ -124,27 +144,31 @@ class Mysql : public Engine {
     exec("SET SESSION max_statement_time = " + std::to_string(s));
   }
   bool transactional_ddl() const override { return false; }
+  void cancel() override {
+    // Connector/C has no cancel of its own: a second connection asks the
+    // server to end this one's statement (KILL QUERY keeps the connection).
+    // A failure is not reported: the caller is stopping anyway.
+    MYSQL* k = connect(url_);
+    if (k == nullptr) return;
+    const std::string kill = "KILL QUERY " + std::to_string(id_);
+    (void)mysql_real_query(k, kill.data(), kill.size());
+    mysql_close(k);
+  }
 
  private:
   MYSQL* m_;
+  MysqlUrl url_;
+  unsigned long id_;
 };
 
 }  // namespace
 
 std::unique_ptr<Engine> connect_mysql(const std::string& url) {
   MysqlUrl u = parse_url(url);
-  MYSQL* m = mysql_init(nullptr);
-  if (m == nullptr) throw DbError("MariaDB: out of memory");
-  if (!mysql_real_connect(m, u.host.empty() ? nullptr : u.host.c_str(),
-                          u.user.empty() ? nullptr : u.user.c_str(),
-                          u.password.empty() ? nullptr : u.password.c_str(),
-                          u.database.empty() ? nullptr : u.database.c_str(), u.port,
-                          u.socket.empty() ? nullptr : u.socket.c_str(), 0)) {
-    std::string msg = mysql_error(m);
-    mysql_close(m);
-    throw DbError("cannot connect to MariaDB at " + redact_url(url) + ": " + msg);
-  }
-  return std::make_unique<Mysql>(m);
+  std::string msg;
+  MYSQL* m = connect(u, &msg);
+  if (m == nullptr) throw DbError("cannot connect to MariaDB at " + redact_url(url) + ": " + msg);
+  return std::make_unique<Mysql>(m, std::move(u));
 }
 
 }  // namespace rehearse

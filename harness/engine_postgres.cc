@@ -9,8 +9,11 @@ namespace {
 
 class Postgres : public Engine {
  public:
-  explicit Postgres(PGconn* c) : c_(c) {}
-  ~Postgres() override { PQfinish(c_); }
+  explicit Postgres(PGconn* c) : c_(c), cancel_(PQgetCancel(c)) {}
+  ~Postgres() override {
+    if (cancel_ != nullptr) PQfreeCancel(cancel_);
+    PQfinish(c_);
+  }
   Postgres(const Postgres&) = delete;
   Postgres& operator=(const Postgres&) = delete;
 
@@ -61,9 +64,17 @@ class Postgres : public Engine {
          std::to_string(limit ? std::max<int64_t>(1, limit->count()) : 0));
   }
   bool transactional_ddl() const override { return true; }
+  void cancel() override {
+    // PQcancel sends the request on a connection of its own and is safe
+    // beside a PQexec on another thread. Its failure is not reported: the
+    // caller is stopping anyway and will see the statement end or not.
+    char err[256];
+    if (cancel_ != nullptr) (void)PQcancel(cancel_, err, sizeof err);
+  }
 
  private:
   PGconn* c_;
+  PGcancel* cancel_;
 };
 
 }  // namespace

@@ -9,8 +9,12 @@
 // runs twice. MariaDB commits DDL implicitly, so there a step that fails
 // after a DDL statement keeps it until the increment's rollback rewinds it.
 // Ctrl-C and --step-timeout are checked between statements and windows; the
-// timeout also limits each statement inside the server.
+// timeout also limits each statement inside the server, and Ctrl-C cancels
+// the statement running in it (CancelOnStop).
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "harness/engine.h"
 #include "harness/journal.h"
@@ -94,6 +98,45 @@ class Deadline {
   Engine& e_;
   const StepEnv& env_;
   std::optional<Clock::time_point> at_;
+};
+
+// While it lives, a Ctrl-C (env.stop) cancels the statement running on e,
+// so that rehearse stops within moments instead of when a long statement
+// ends. The stop flag is set by a signal handler, which cannot wake a
+// thread: the watcher looks at it every 50 ms. Declared after the Engine,
+// so that it is gone before the Engine is.
+class CancelOnStop {
+ public:
+  CancelOnStop(Engine& e, const StepEnv& env) {
+    if (env.stop == nullptr) return;
+    watcher_ = std::thread([this, &e, stop = env.stop] {
+      std::unique_lock l(mu_);
+      while (!done_) {
+        if (stop->load()) {
+          l.unlock();
+          e.cancel();
+          return;
+        }
+        wake_.wait_for(l, std::chrono::milliseconds(50));
+      }
+    });
+  }
+  ~CancelOnStop() {
+    {
+      std::lock_guard l(mu_);
+      done_ = true;
+    }
+    wake_.notify_all();
+    if (watcher_.joinable()) watcher_.join();
+  }
+  CancelOnStop(const CancelOnStop&) = delete;
+  CancelOnStop& operator=(const CancelOnStop&) = delete;
+
+ private:
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool done_ = false;  // guarded by mu_
+  std::thread watcher_;
 };
 
 std::string cursor_where(Engine& e, const std::string& version, const std::string& step) {
@@ -187,6 +230,7 @@ StepResult run_server_sql_step(const Step& step, const StepEnv& env) {
       return r;
     }
     dl.emplace(*e, env);
+    CancelOnStop cancel_on_stop(*e, env);
     ServerTransaction t(*e);
     for (const auto& s : stmts) {
       if (dl->passed()) throw DbError(timeout_message(*env.timeout));
@@ -267,6 +311,7 @@ StepResult run_server_batch_step(const Step& step, const StepEnv& env) {
     }
     if (env.progress) env.progress->progress(done_rows, total);
     dl.emplace(*e, env);
+    CancelOnStop cancel_on_stop(*e, env);
     while (!finished) {
       if (dl->passed()) throw DbError(timeout_message(*env.timeout));
       if (dl->stopped()) {

@@ -1,6 +1,9 @@
 // .sql and batched steps against a real PostgreSQL server on the mount
 // (database = "postgresql://..."), and the unit tests of the statement
 // splitter and :lo/:hi binding they use.
+#include <signal.h>
+
+#include <chrono>
 #include <filesystem>
 
 #include "harness/engine.h"
@@ -101,6 +104,27 @@ TEST_F(PgEngineTest, AKilledRehearseRepeatsNoCommittedBatch) {
             "100|100|10000");
 }
 
+// Ctrl-C during a long statement cancels it in the server: rehearse stops
+// within moments, not when the statement would have ended.
+TEST_F(PgEngineTest, CtrlCCancelsTheStatementRunningInTheServer) {
+  step("1.1/10-slow.sql", "SELECT pg_sleep(100);\n");
+  Background b(argv({"run"}));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return psql_direct(
+                   "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                   "'%pg_sleep(100)%' AND pid <> pg_backend_pid()") == "1";
+      },
+      std::chrono::seconds(60)))
+      << b.err();
+  const auto sent = std::chrono::steady_clock::now();
+  b.signal(SIGINT);
+  CliResult r = b.wait();
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::seconds(50))
+      << "rehearse waited for the statement to end";
+  EXPECT_EQ(r.exit_code, 130) << r.describe();
+  EXPECT_NE(r.err.find("interrupted in increment 1.1"), std::string::npos) << r.err;
+}
 }  // namespace
 }  // namespace rehearse_test
 
@@ -162,6 +186,31 @@ TEST_F(MariaDbEngineTest, StepsRunWithTheDefaultFlushMethodODirect) {
   EXPECT_EQ(mariadb("SELECT @@innodb_flush_method"), "O_DIRECT");
   std::string log = read_file(ws() + "/.rehearse/logs/service-mariadb.log");
   EXPECT_EQ(log.find("IO Error"), std::string::npos) << log;
+}
+
+// Ctrl-C during a long statement: a second connection ends it (KILL QUERY).
+TEST_F(MariaDbEngineTest, CtrlCCancelsTheStatementRunningInTheServer) {
+  append_config(mariadb_service("fsync"));
+  step("1.0/10-slow.sql", "SELECT SLEEP(100);\n");
+  Background b(argv({"run"}));
+  auto running = [&] {
+    const std::string cmd = mariadb_cmd() +
+                            " -e \"SELECT count(*) FROM information_schema.processlist WHERE "
+                            "info LIKE '%SLEEP(100)%' AND id <> CONNECTION_ID()\" 2>/dev/null";
+    FILE* f = ::popen(cmd.c_str(), "r");
+    if (f == nullptr) return false;
+    char buf[64] = {};
+    const size_t n = fread(buf, 1, sizeof buf - 1, f);
+    return ::pclose(f) == 0 && std::string(buf, n) == "1\n";
+  };
+  ASSERT_TRUE(wait_until(running, std::chrono::seconds(90))) << b.err();
+  const auto sent = std::chrono::steady_clock::now();
+  b.signal(SIGINT);
+  CliResult r = b.wait();
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::seconds(50))
+      << "rehearse waited for the statement to end";
+  EXPECT_EQ(r.exit_code, 130) << r.describe();
+  EXPECT_NE(r.err.find("interrupted in increment 1.0"), std::string::npos) << r.err;
 }
 
 }  // namespace
