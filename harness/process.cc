@@ -4,10 +4,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -46,6 +49,80 @@ void drain_lines(std::string& buf, const LineFn& fn, bool flush) {
     if (fn) fn(buf);
     buf.clear();
   }
+}
+
+// Where execvp would find argv0 (it searches PATH in the parent's
+// environment), resolved before fork: execvp is not async-signal-safe, and
+// it is the child of a threaded process that runs it. A name that is not
+// found is returned as it is, so that execve reports ENOENT.
+std::string resolve_command(const std::string& argv0) {
+  if (argv0.empty() || argv0.find('/') != std::string::npos) return argv0;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/bin:/usr/bin";
+  size_t start = 0;
+  while (true) {
+    size_t colon = dirs.find(':', start);
+    std::string dir = dirs.substr(start, colon == std::string::npos ? colon : colon - start);
+    std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + argv0;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+    if (colon == std::string::npos) return argv0;
+    start = colon + 1;
+  }
+}
+
+// strerror is not async-signal-safe: the child names the usual reasons an
+// exec fails from this table, and any other by its number.
+void write_exec_error(int fd, int err) {
+  const char* what = nullptr;
+  switch (err) {
+    case ENOENT:
+      what = "No such file or directory";
+      break;
+    case EACCES:
+      what = "Permission denied";
+      break;
+    case ENOEXEC:
+      what = "Exec format error";
+      break;
+    case ENOTDIR:
+      what = "Not a directory";
+      break;
+    case ELOOP:
+      what = "Too many levels of symbolic links";
+      break;
+    case ENAMETOOLONG:
+      what = "File name too long";
+      break;
+    case E2BIG:
+      what = "Argument list too long";
+      break;
+    case ENOMEM:
+      what = "Cannot allocate memory";
+      break;
+    case ETXTBSY:
+      what = "Text file busy";
+      break;
+    default:
+      break;
+  }
+  if (what != nullptr) {
+    (void)!::write(fd, what, std::strlen(what));
+    return;
+  }
+  char digits[16];
+  int n = 0;
+  unsigned v = static_cast<unsigned>(err);
+  do {
+    digits[sizeof digits - 1 - n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0 && n < static_cast<int>(sizeof digits));
+  const char prefix[] = "error ";
+  (void)!::write(fd, prefix, sizeof prefix - 1);
+  (void)!::write(fd, digits + sizeof digits - n, static_cast<size_t>(n));
 }
 
 ProcResult status_to_result(int status) {
@@ -112,6 +189,11 @@ ProcResult run_streaming(const StreamOptions& o) {
   // Prepared before fork: only async-signal-safe calls in the child.
   auto argv = cstrings(o.argv);
   auto envp = cstrings(o.env);
+  const std::string command = resolve_command(o.argv.empty() ? "" : o.argv[0]);
+  // A file without a #! line is run by the shell, as execvp does.
+  std::vector<std::string> sh_args{"/bin/sh", command};
+  if (!o.argv.empty()) sh_args.insert(sh_args.end(), o.argv.begin() + 1, o.argv.end());
+  auto sh_argv = cstrings(sh_args);
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -146,11 +228,12 @@ ProcResult run_streaming(const StreamOptions& o) {
       _exit(127);
     }
     ::signal(SIGPIPE, SIG_DFL);
-    ::execvpe(argv[0], argv.data(), envp.data());
+    ::execve(command.c_str(), argv.data(), envp.data());
+    if (errno == ENOEXEC) ::execve(sh_argv[0], sh_argv.data(), envp.data());
+    const int err = errno;
     const char msg[] = "rehearse: cannot execute the command: ";
     (void)!::write(2, msg, sizeof msg - 1);
-    const char* e = std::strerror(errno);
-    (void)!::write(2, e, std::strlen(e));
+    write_exec_error(2, err);
     (void)!::write(2, "\n", 1);
     _exit(127);
   }

@@ -4,8 +4,10 @@
 //  * LayerStore: checkpoint, rewind, reset, layers, diff of a store.
 //
 // CowfsCli implements both by running the `cowfs` binary (the harness never
-// includes FUSE headers and treats cowfs as an external program). Unit tests
-// of the pipeline use a fake LayerStore over a plain directory.
+// includes FUSE headers and treats cowfs as an external program). The
+// pipeline's tests run it against the real cowfs (tests/harness); the
+// interface keeps the pipeline free of how cowfs is reached (a --in-place
+// run has no LayerStore at all).
 //
 // Every failure throws StoreError with cowfs' own one-line message.
 #pragma once

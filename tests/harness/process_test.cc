@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 
@@ -60,6 +62,38 @@ TEST(Process, NoDeadlineNoTimeout) {
   ProcResult r = run_streaming(o);
   EXPECT_TRUE(r.ok());
   EXPECT_FALSE(r.timed_out);
+}
+
+// The child names why a command cannot run, and runs a script without a #!
+// line with the shell, as execvp would, though the command is looked up
+// before fork and run with execve.
+TEST(Process, ACommandThatCannotRunIsNamedAndAScriptWithoutAnInterpreterRuns) {
+  StreamOptions o;
+  o.argv = {"rehearse-no-such-command-here"};
+  o.env = environment_with({});
+  std::string err;
+  o.on_stderr = [&](const std::string& l) { err += l + "\n"; };
+  ProcResult r = run_streaming(o);
+  EXPECT_EQ(r.exit_code, 127);
+  EXPECT_EQ(err, "rehearse: cannot execute the command: No such file or directory\n");
+
+  rehearse_test::TempDir tmp;
+  rehearse_test::write_file(tmp.sub("plain"), "echo \"ran $1\"\n", 0755);
+  o.argv = {tmp.sub("plain"), "with-arg"};
+  std::string out;
+  o.on_stdout = [&](const std::string& l) { out += l; };
+  err.clear();
+  r = run_streaming(o);
+  EXPECT_TRUE(r.ok()) << err;
+  EXPECT_EQ(out, "ran with-arg");
+
+  o.argv = {tmp.sub("plain")};
+  ::chmod(tmp.sub("plain").c_str(), 0644);
+  err.clear();
+  r = run_streaming(o);
+  EXPECT_EQ(r.exit_code, 127);
+  // Even root may not execute a file that has no execute bit.
+  EXPECT_EQ(err, "rehearse: cannot execute the command: Permission denied\n");
 }
 
 }  // namespace
