@@ -45,7 +45,7 @@ Journal Journal::open_at(const std::string& path, int target) {
     j.migrate(target);
     if (target == kJournalSchema) {
       for (const char* t : {"runs", "step_runs", "partial", "commits", "commit_steps", "applied",
-                            "intent", "events"}) {
+                            "intent", "events", "snapshots"}) {
         if (!j.db_.has_table(t)) throw damaged(path, std::string("table ") + t + " is missing");
       }
     }
@@ -404,6 +404,30 @@ void Journal::event(int64_t run_id, const std::string& kind, const std::string& 
   auto e = db_.prepare("INSERT INTO events(run_id, at, kind, detail) VALUES(?,?,?,?)");
   e.bind(1, run_id).bind(2, now_seconds()).bind(3, kind).bind(4, detail);
   e.step();
+}
+
+int64_t Journal::add_snapshot(const SnapshotRecord& r) {
+  auto s = db_.prepare(
+      "INSERT INTO snapshots(taken, source, mirror, bytes, files) VALUES(?, ?, ?, ?, ?)");
+  s.bind(1, r.taken).bind(2, r.source).bind(3, r.mirror).bind(4, r.bytes).bind(5, r.files);
+  s.step();
+  return db_.last_insert_rowid();
+}
+
+std::vector<SnapshotRecord> Journal::snapshots() {
+  auto s = db_.prepare("SELECT id, taken, source, mirror, bytes, files FROM snapshots ORDER BY id");
+  std::vector<SnapshotRecord> out;
+  while (s.step()) {
+    SnapshotRecord r;
+    r.id = s.int64(0);
+    r.taken = s.real(1);
+    r.source = s.text(2);
+    r.mirror = s.text(3);
+    r.bytes = s.int64(4);
+    r.files = s.int64(5);
+    out.push_back(r);
+  }
+  return out;
 }
 
 }  // namespace rehearse

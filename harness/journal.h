@@ -17,6 +17,9 @@
 //   intent        at most one store operation (rewind/reset) that was decided
 //                 but may not have reached the store yet (see pipeline.h)
 //   events        (schema 2) notable events: changed steps, repairs, stamps
+//   snapshots     (schema 3) each refresh of the mirror (`rehearse refresh`):
+//                 when, from where, into which mirror, its size; a run used
+//                 the latest snapshot taken before it started
 //
 // Every mutation is one SQLite transaction. Not thread-safe; one process
 // mutates a journal at a time (the workspace lock).
@@ -37,7 +40,7 @@ struct Migration {
 };
 // The ordered upgrades; migrations()[i].version == i + 1.
 const std::vector<Migration>& journal_migrations();
-inline constexpr int kJournalSchema = 2;
+inline constexpr int kJournalSchema = 3;
 
 struct AppliedIncrement {
   std::string version;
@@ -83,6 +86,13 @@ struct StepRunRecord {
   std::string version, step, kind, outcome, error, output_tail, log_path;
   double started = 0;
   int64_t duration_ms = 0, items = 0, exit_code = 0;
+};
+
+struct SnapshotRecord {
+  int64_t id = 0;
+  double taken = 0;  // unix time the refresh finished
+  std::string source, mirror;
+  int64_t bytes = 0, files = 0;
 };
 
 struct Intent {
@@ -148,6 +158,10 @@ class Journal {
   std::optional<CommitRecord> commit(int64_t id);
 
   void event(int64_t run_id, const std::string& kind, const std::string& detail);
+
+  // Snapshots of production (refreshes of the mirror).
+  int64_t add_snapshot(const SnapshotRecord& s);
+  std::vector<SnapshotRecord> snapshots();  // oldest first
 
  private:
   explicit Journal(Db db) : db_(std::move(db)) {}

@@ -78,6 +78,17 @@ CREATE TABLE events(
   detail TEXT NOT NULL);
 CREATE INDEX step_runs_by_version ON step_runs(version, outcome);
 )sql"},
+      // Schema 3: the snapshots of production each refresh made, so runs on
+      // different snapshots can be told apart and compared.
+      {3, "snapshots table", R"sql(
+CREATE TABLE snapshots(
+  id INTEGER PRIMARY KEY,
+  taken REAL NOT NULL,
+  source TEXT NOT NULL,
+  mirror TEXT NOT NULL,
+  bytes INTEGER NOT NULL DEFAULT 0,
+  files INTEGER NOT NULL DEFAULT 0);
+)sql"},
   };
   return m;
 }

@@ -140,6 +140,8 @@ int run_history(const Globals& g, const HistoryOptions& o);
 
 struct ReportOptions {
   bool json = false;
+  std::optional<std::string> html;  // --html FILE
+  std::string compare;              // --compare RUN
 };
 CLI::App* setup_report(CLI::App& app, ReportOptions& o);
 int run_report(const Globals& g, const ReportOptions& o);

@@ -29,8 +29,10 @@ TEST(JournalSchema, UpgradesAnOldJournalKeepingItsData) {
     j.end_run(run, "ok");
   }
   Journal j = Journal::open(tmp.sub("j.db"));
-  EXPECT_EQ(j.schema_version(), 2);
+  EXPECT_EQ(j.schema_version(), kJournalSchema);
   EXPECT_TRUE(j.db().has_table("events"));
+  EXPECT_TRUE(j.db().has_table("snapshots"));
+  EXPECT_TRUE(j.snapshots().empty());
   ASSERT_EQ(j.runs().size(), 1u);
   EXPECT_EQ(j.runs()[0].outcome, "ok");
   j.event(1, "test", "works after the upgrade");
