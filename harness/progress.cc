@@ -37,13 +37,15 @@ std::string Progress::position() const {
          std::to_string(increments_) + "]";
 }
 
+double Progress::rate() const {
+  if (first_done_ < 0) return 0;
+  double secs = std::chrono::duration<double>(clock::now() - first_done_at_).count();
+  return secs > 0.2 ? static_cast<double>(done_ - first_done_) / secs : 0;
+}
+
 std::string Progress::status_line() const {
   std::string line = position() + " " + step_;
-  double rate = 0;
-  if (first_done_ >= 0) {
-    double secs = std::chrono::duration<double>(clock::now() - first_done_at_).count();
-    if (secs > 0.2) rate = static_cast<double>(done_ - first_done_) / secs;
-  }
+  const double rate = this->rate();
   char buf[160];
   if (total_ > 0) {
     double frac = std::min(1.0, static_cast<double>(done_) / static_cast<double>(total_));
@@ -191,6 +193,13 @@ void Progress::progress(int64_t done, int64_t total, const std::string& message)
     json::Object o;
     o.add("event", "progress").add("version", version_).add("step", step_).add("done", done);
     o.add("total", total);
+    const double r = rate();
+    o.add("rate", r);
+    if (r > 0 && total > done) {
+      o.add("eta_s", static_cast<double>(total - done) / r);
+    } else {
+      o.add_null("eta_s");
+    }
     if (!message.empty()) o.add("message", message);
     out_ << o.str() << "\n" << std::flush;
     return;
@@ -283,6 +292,18 @@ void Progress::note(const std::string& text) {
     return;
   }
   log_line(text);
+}
+
+void Progress::run_finished(const std::string& outcome, int exit_code, const std::string& error) {
+  if (mode_ != Mode::kJson) return;
+  out_ << json::Object()
+              .add("event", "run_finished")
+              .add("outcome", outcome)
+              .add("exit_code", exit_code)
+              .add("error", error)
+              .str()
+       << "\n"
+       << std::flush;
 }
 
 }  // namespace rehearse

@@ -5,9 +5,10 @@
 //    output are printed above the bar.
 //  * kLog (no terminal): plain lines on stderr at step start/end and at
 //    least every 5 s while a step runs (tick() is called about once a second).
-//  * kJson (--json): one JSON object per event on stdout (step_started,
-//    progress, step_output, step_finished, increment_started,
-//    increment_committed, failure, note); nothing else goes to stdout.
+//  * kJson (--json, run --progress json): one JSON object per line per event
+//    on stdout (step_started, progress with done/total/rate/eta_s,
+//    step_output, step_finished, increment_started, increment_committed,
+//    failure, note, run_finished); nothing else goes to stdout.
 //
 // The pipeline calls these from one thread; not thread-safe.
 #pragma once
@@ -43,6 +44,8 @@ class Progress {
                            const std::string& layer);
   void failure(const std::string& version, const std::string& step, const std::string& error);
   void note(const std::string& text);
+  // The command's outcome (ok | failed | interrupted); JSON mode only.
+  void run_finished(const std::string& outcome, int exit_code, const std::string& error);
 
   // "1h02m", "5.2s": durations for people.
   static std::string human_duration(double seconds);
@@ -51,6 +54,7 @@ class Progress {
   using clock = std::chrono::steady_clock;
   std::string position() const;
   std::string status_line() const;
+  double rate() const;  // items/s of the current step since its first report; 0 unknown
   void draw(bool force);
   void clear_bar();
   void log_line(const std::string& text);

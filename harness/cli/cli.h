@@ -99,6 +99,7 @@ struct RunOptions {
   bool in_place = false;
   bool yes = false;
   bool json = false;
+  std::string progress = "terminal";  // --progress terminal|json
   std::string step_timeout;
 };
 CLI::App* setup_run(CLI::App& app, RunOptions& o);

@@ -172,6 +172,7 @@ int run_pipeline(const Globals& g, const std::string& command, bool json, DataAc
       r = body(s, p, progress);
     } catch (const std::exception& e) {
       s.journal->end_run(run_id, "failed", e.what());
+      progress.run_finished("failed", 1, e.what());
       throw;
     }
     try {
@@ -179,11 +180,9 @@ int run_pipeline(const Globals& g, const std::string& command, bool json, DataAc
     } catch (const std::exception& e) {
       if (r.exit_code == 0) r = {1, e.what()};
     }
-    s.journal->end_run(run_id,
-                       r.exit_code == 0     ? "ok"
-                       : r.exit_code == 130 ? "interrupted"
-                                            : "failed",
-                       r.error);
+    const char* outcome = r.exit_code == 0 ? "ok" : r.exit_code == 130 ? "interrupted" : "failed";
+    s.journal->end_run(run_id, outcome, r.error);
+    progress.run_finished(outcome, r.exit_code, r.error);
     spdlog::info("{}: exit {} {}", command, r.exit_code, r.error);
     if (r.exit_code != 0) return fail(r.error, r.exit_code);
     return 0;

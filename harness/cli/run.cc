@@ -17,6 +17,10 @@ CLI::App* setup_run(CLI::App& app, RunOptions& o) {
                 "Run on the real data (the only lower) without an overlay; no rollback");
   cmd->add_flag("--yes", o.yes, "Do not ask for confirmation (--in-place)");
   cmd->add_flag("--json", o.json, "One JSON object per event on stdout");
+  cmd->add_option("--progress", o.progress,
+                  "How progress is shown: terminal (the default: a live bar, or log lines "
+                  "without a terminal) or json (one JSON object per event on stdout, as --json)")
+      ->check(CLI::IsMember({"terminal", "json"}));
   cmd->add_option("--step-timeout", o.step_timeout,
                   "Fail (and roll back) a step still running after this long, e.g. 30s, 5m "
                   "(default: no limit)");
@@ -83,7 +87,7 @@ int run_run(const Globals& g, const RunOptions& o) {
   return run_pipeline(
       g,
       "run" + std::string(o.to.empty() ? "" : " --to " + o.to) + (o.in_place ? " --in-place" : ""),
-      o.json, o.in_place ? DataAccess::kInPlace : DataAccess::kMount,
+      o.json || o.progress == "json", o.in_place ? DataAccess::kInPlace : DataAccess::kMount,
       [&](Session&, Pipeline& p, Progress&) { return p.run(plan, req); });
 }
 
