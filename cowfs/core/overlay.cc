@@ -663,8 +663,16 @@ Status Overlay::drop_set_id(int fd, const Caller& caller) {
   auto st = sys::stat_fd(fd);
   if (!st) return Errno{st.error()};
   if (!S_ISREG(st->st_mode)) return {};
+  // As the kernel decides for a local filesystem (setattr_should_drop_sgid):
+  // set-user-ID always goes; set-group-ID goes where the group may execute,
+  // or else where the caller is not in the file's group.
   mode_t drop = st->st_mode & S_ISUID;
-  if ((st->st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) drop |= S_ISGID;
+  if (st->st_mode & S_ISGID) {
+    if ((st->st_mode & S_IXGRP) ||
+        (caller.gid != st->st_gid && !sys::process_in_group(caller.pid, st->st_gid))) {
+      drop |= S_ISGID;
+    }
+  }
   if (drop == 0) return {};
   return sys::chmod_fd(fd, st->st_mode & 07777 & ~drop);
 }

@@ -44,6 +44,9 @@ namespace cowfs {
 struct Caller {
   uid_t uid = 0;
   gid_t gid = 0;
+  // Whose supplementary groups decide a set-group-ID drop (drop_set_id);
+  // 0 for none.
+  pid_t pid = 0;
   // The caller's umask. The kernel leaves it to us (FUSE_CAP_DONT_MASK) and
   // we apply it as a local filesystem does: not where the new object takes
   // its permissions from a default ACL of its directory.
@@ -175,9 +178,10 @@ class Overlay {
   // the bytes we write come unaligned from libfuse's buffer), nor does the
   // one create() opens.
   Result<std::unique_ptr<FileHandle>> open(uint64_t ino, int flags);
-  // After caller wrote to or truncated the file open at fd: clears its
-  // set-user-ID bit and its set-group-ID bit (if group-executable), as the
-  // kernel does for a caller without CAP_FSETID (root keeps them). The
+  // Before caller writes to, truncates, fallocates or copies into the file
+  // open at fd: clears its set-user-ID bit and its set-group-ID bit (where
+  // the group may execute, or the caller is not in the file's group), as
+  // the kernel does for a caller without CAP_FSETID (root keeps them). The
   // kernel leaves this to us so it need not ask for security.capability
   // before every write (cowfs/fuse/kernel_io.h); file capabilities go by
   // themselves, the store's filesystem drops them on any write.

@@ -51,7 +51,12 @@ Status Overlay::fallocate(FileHandle& fh, int mode, off_t offset, off_t length,
   // Not a write: every chunk it touches keeps its content from below.
   auto lease = write_lease(fh, offset, static_cast<size_t>(length), false);
   if (!lease) return Errno{lease.error()};
-  (void)caller;
+  // A local filesystem's fallocate is a modification: set-ID bits go first,
+  // as for write.
+  if (Status s = drop_set_id(lease->fd, caller); !s.ok()) {
+    lease->abandon();
+    return s;
+  }
   return sys::fallocate_fd(lease->fd, mode, offset, length);
 }
 
@@ -63,7 +68,11 @@ Result<size_t> Overlay::copy_file_range(FileHandle& in, off_t in_offset, FileHan
   if (!from) return Errno{from.error()};
   auto lease = write_lease(out, out_offset, length);
   if (!lease) return Errno{lease.error()};
-  (void)caller;
+  // Writes into out: its set-ID bits go first, as for write.
+  if (Status s = drop_set_id(lease->fd, caller); !s.ok()) {
+    lease->abandon();
+    return Errno{s.error()};
+  }
   return sys::copy_range(*from, in_offset, lease->fd, out_offset, length, flags);
 }
 

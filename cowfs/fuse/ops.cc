@@ -52,7 +52,7 @@ Overlay& ov(fuse_req_t req) { return *ctx(req).overlay; }
 
 Caller caller_of(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
-  return Caller{c->uid, c->gid, c->umask};
+  return Caller{c->uid, c->gid, c->pid, c->umask};
 }
 
 // Runs a handler body; anything thrown becomes an errno reply.

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "cowfs/sys/env.h"
 
@@ -273,6 +275,26 @@ Result<std::vector<DirEntry>> read_dir(int dirfd) {
   }
   ::closedir(d);
   return out;
+}
+
+}  // namespace cowfs::sys
+
+namespace cowfs::sys {
+
+bool process_in_group(pid_t pid, gid_t gid) {
+  if (pid <= 0) return false;
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Groups:", 0) != 0) continue;
+    std::istringstream groups(line.substr(7));
+    unsigned long g = 0;
+    while (groups >> g) {
+      if (g == gid) return true;
+    }
+    return false;
+  }
+  return false;
 }
 
 }  // namespace cowfs::sys

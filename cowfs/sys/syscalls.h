@@ -53,6 +53,9 @@ Status fsync_dir_fd(int dirfd);
 // Metadata changes on an O_PATH fd (via /proc/self/fd, never following a
 // symlink that the fd itself names).
 Status chmod_fd(int path_fd, mode_t mode);
+// Whether process pid has gid among its supplementary groups
+// (/proc/PID/status); false when the process is gone.
+bool process_in_group(pid_t pid, gid_t gid);
 Status chown_fd(int path_fd, uid_t uid, gid_t gid);
 // times as for utimensat(2) (UTIME_NOW, UTIME_OMIT allowed).
 Status utimens_fd(int path_fd, const struct timespec times[2]);

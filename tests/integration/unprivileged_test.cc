@@ -256,20 +256,34 @@ TEST_F(OtherUserTest, PermissionsAreEnforcedForOtherUsers) {
 }
 
 // cowfs clears set-ID bits itself (the kernel leaves it to the filesystem,
-// see cowfs/fuse/kernel_io.h): a write or truncate by another user drops
-// them, as on a plain directory; root's own writes keep them.
+// see cowfs/fuse/kernel_io.h): a write, truncate, fallocate or
+// copy_file_range by another user drops them, as on a plain directory
+// (set-group-ID only where the group may execute); root's own writes keep
+// them.
 TEST_F(OtherUserTest, WritesByOtherUsersClearSetIdBits) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   const TestUser user = ensure_test_user();
   ASSERT_EQ(err(::mkdir(mnt("setid").c_str(), 0777)), 0);
-  for (const char* name : {"append", "truncate", "otrunc", "by-root", "untouched"}) {
+  for (const char* name : {"append", "truncate", "otrunc", "by-root", "untouched", "fallocate",
+                           "copy-range", "sgid-other-group", "sgid-own-group"}) {
     write_file(mnt(std::string("setid/") + name), "data\n");
     ASSERT_EQ(err(::chmod(mnt(std::string("setid/") + name).c_str(), 06777)), 0);
   }
+  // Set-group-ID without group execute goes only for a caller outside the
+  // file's group.
+  ASSERT_EQ(err(::chmod(mnt("setid/sgid-other-group").c_str(), 02767)), 0);
+  ASSERT_EQ(err(::chown(mnt("setid/sgid-own-group").c_str(), 0, user.gid)), 0);
+  ASSERT_EQ(err(::chmod(mnt("setid/sgid-own-group").c_str(), 02767)), 0);
+  write_file(mnt("setid/source"), "XYZ");
   const std::string d = mnt("setid");
+  const std::string copy_range = "/usr/bin/python3 -c \"import os; i = os.open('" + d +
+                                 "/source', os.O_RDONLY); " + "o = os.open('" + d +
+                                 "/copy-range', os.O_WRONLY); " +
+                                 "assert os.copy_file_range(i, o, 3, 0, 0) == 3\"";
   for (const std::string& script :
        {"printf x >> '" + d + "/append'", "truncate -s 1 '" + d + "/truncate'",
-        ": > '" + d + "/otrunc'"}) {
+        ": > '" + d + "/otrunc'", "fallocate -l 65536 '" + d + "/fallocate'", copy_range,
+        "printf x >> '" + d + "/sgid-other-group'", "printf x >> '" + d + "/sgid-own-group'"}) {
     RunResult r = user.sh(script);
     ASSERT_EQ(r.exit_code, 0) << script << "\n" << r.describe();
   }
@@ -282,7 +296,12 @@ TEST_F(OtherUserTest, WritesByOtherUsersClearSetIdBits) {
   EXPECT_EQ(mode("otrunc"), 0777u);
   EXPECT_EQ(mode("by-root"), 06777u);
   EXPECT_EQ(mode("untouched"), 06777u);
+  EXPECT_EQ(mode("fallocate"), 0777u);
+  EXPECT_EQ(mode("copy-range"), 0777u);
+  EXPECT_EQ(mode("sgid-other-group"), 0767u);
+  EXPECT_EQ(mode("sgid-own-group"), 02767u);
   EXPECT_EQ(read_file(mnt("setid/append")), "data\nx");
+  EXPECT_EQ(read_file(mnt("setid/copy-range")), "XYZa\n");
 }
 
 }  // namespace
