@@ -8,12 +8,10 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -26,6 +24,7 @@
 #include "cowfs/core/store.h"
 #include "cowfs/fuse/session.h"
 #include "cowfs/sys/fault_env.h"
+#include "cowfs/sys/mutex.h"
 
 namespace cowfs::cli {
 
@@ -106,18 +105,11 @@ class LowerWatch {
  public:
   ~LowerWatch() { stop(); }
   void start(std::function<void()> check) {
-    thread_ = std::thread([this, check = std::move(check)] {
-      std::unique_lock lock(mu_);
-      while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
-        lock.unlock();
-        check();
-        lock.lock();
-      }
-    });
+    thread_ = std::thread([this, check = std::move(check)] { run(check); });
   }
-  void stop() {
+  void stop() EXCLUDES(mu_) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stopping_ = true;
     }
     cv_.notify_all();
@@ -125,9 +117,24 @@ class LowerWatch {
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  void run(const std::function<void()>& check) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    auto next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (!stopping_) {
+      if (std::chrono::steady_clock::now() < next) {
+        cv_.wait_for(mu_, next - std::chrono::steady_clock::now());
+        continue;
+      }
+      lock.unlock();  // check() takes service_mu, which comes first
+      check();
+      lock.lock();
+      next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    }
+  }
+
+  Mutex mu_;  // a leaf: nothing is taken under it
+  CondVar cv_;
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
@@ -204,8 +211,9 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     std::string error;
     ControlServer control;
     std::unique_ptr<LayerService> service;
-    // Layer commands and lower revival run one at a time.
-    std::mutex service_mu;
+    // Layer commands and lower revival run one at a time: first in the lock
+    // order (Overlay's lock order, overlay.h).
+    Mutex service_mu;
     LowerWatch watch;
     Status final_flush;
     spdlog::info("mounting {} (store {}, {} lower(s))", cfg.mountpoint, o.store, o.lowers.size());
@@ -215,11 +223,11 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
           service =
               std::make_unique<LayerService>(store, whiteouts, &overlay, kernel, o.mountpoint);
           control.start(o.store, [&](const std::vector<std::string>& w) {
-            std::lock_guard lock(service_mu);
+            MutexLock lock(service_mu);
             return handle_control(*service, w);
           });
           watch.start([&] {
-            std::lock_guard lock(service_mu);
+            MutexLock lock(service_mu);
             for (const auto& path : service->revive_lowers()) {
               spdlog::warn("lower {} is back: reopened it", path);
             }

@@ -112,6 +112,19 @@ Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, 
                                                        uint64_t ino) {
   auto cf = std::make_shared<ChunkedFile>();
   cf->ino_ = ino;
+  {
+    // Not shared yet: the lock only satisfies the rules of the members.
+    MutexLock lock(cf->mu_);
+    COWFS_TRY(cf->load_copies(stack, from));
+  }
+  // A checkpoint loads every chunked file the kernel knows of at once: their
+  // fds are opened again when one is used.
+  cf->close_fds();
+  return cf;
+}
+
+Status ChunkedFile::load_copies(const LayerStack& stack, size_t from) {
+  const uint64_t ino = ino_;
   for (size_t i = from; i < stack.size(); ++i) {
     const LayerPtr& layer = stack.layers[i];
     if (!layer->in_store()) break;
@@ -121,7 +134,7 @@ Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, 
     auto data = sys::open_at(layer->chunks.get(), name.c_str(), top ? O_RDWR : O_RDONLY);
     if (!data && top && data.error() == EACCES) {
       data = sys::open_at(layer->chunks.get(), name.c_str(), O_RDONLY);
-      cf->top_read_only_ = true;
+      top_read_only_ = true;
     }
     if (!data && data.error() == ENOENT) {
       // A map without its data is damage, not absence.
@@ -144,40 +157,37 @@ Result<std::shared_ptr<ChunkedFile>> ChunkedFile::load(const LayerStack& stack, 
     if (!map) return Errno{EIO};  // a damaged map is never guessed at
     const bool rooted = !map->chained();
     const std::string base = map->base();
-    const int flags = top && !cf->top_read_only_ ? O_RDWR : O_RDONLY;
-    cf->copies_.push_back(ChunkedCopy{layer, data.take(), std::move(*map), false, flags});
+    const int flags = top && !top_read_only_ ? O_RDWR : O_RDONLY;
+    copies_.push_back(ChunkedCopy{layer, data.take(), std::move(*map), false, flags});
     if (!rooted) continue;
     if (base == "S") {
-      cf->base_layer_ = layer;
-      cf->base_name_ = chunk_base_name(ino);
+      base_layer_ = layer;
+      base_name_ = chunk_base_name(ino);
     } else if (base.size() > 2 && base[0] == 'L') {
       size_t colon = base.find(':');
       int n = std::atoi(base.substr(1, colon - 1).c_str());
       for (const auto& l : stack.layers) {
         if (!l->in_store() && l->lower_index == n) {
-          cf->base_layer_ = l;
-          cf->base_name_ = base.substr(colon + 1);
+          base_layer_ = l;
+          base_name_ = base.substr(colon + 1);
         }
       }
     }
-    if (!cf->base_layer_) return Errno{EIO};      // a lower the store knew is gone
-    if (!cf->open_fds().ok()) return Errno{EIO};  // the base vanished under the store
-    auto st = sys::stat_fd(cf->base_.get());
-    cf->base_size_ = st ? st->st_size : 0;
+    if (!base_layer_) return Errno{EIO};      // a lower the store knew is gone
+    if (!open_fds().ok()) return Errno{EIO};  // the base vanished under the store
+    auto st = sys::stat_fd(base_.get());
+    base_size_ = st ? st->st_size : 0;
     break;
   }
-  if (cf->copies_.empty()) return Errno{EIO};
-  cf->chunk_size_ = cf->copies_.front().map.chunk_size();
-  // A checkpoint loads every chunked file the kernel knows of at once: their
-  // fds are opened again when one is used.
-  cf->close_fds();
-  return cf;
+  if (copies_.empty()) return Errno{EIO};
+  chunk_size_ = copies_.front().map.chunk_size();
+  return {};
 }
 
 ChunkedFile::ChunkedFile() { recent_.fill(UINT64_MAX); }
 
 ChunkedFile::~ChunkedFile() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Node::open_fds.fetch_sub(counted_fds_);
 }
 
@@ -212,7 +222,7 @@ Status ChunkedFile::open_copy(ChunkedCopy& c) {
 }
 
 void ChunkedFile::close_fds() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   base_.reset();
   for (auto& c : copies_) c.data.reset();
   retired_.clear();
@@ -239,7 +249,7 @@ Result<std::vector<ReadPiece>> ChunkedFile::plan_locked(off_t offset, size_t len
 
 Result<std::vector<ReadPiece>> ChunkedFile::plan_read(off_t offset, size_t length,
                                                       off_t file_size) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return plan_locked(offset, length, file_size);
 }
 
@@ -283,14 +293,14 @@ Status ChunkedFile::materialize(uint64_t chunk, off_t file_size) {
 }
 
 void ChunkedFile::unclaim(const std::vector<uint64_t>& chunks) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   // The write that claimed them failed: what lies below is still the content.
   for (uint64_t c : chunks) copies_.front().map.unset(c);
 }
 
 Result<std::vector<uint64_t>> ChunkedFile::prepare_write(const LayerPtr& top_layer, off_t offset,
                                                          size_t length, bool overwrite) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<uint64_t> claimed;
   if (copies_.empty() || copies_.front().layer != top_layer) return Errno{EIO};
   if (length == 0) return claimed;
@@ -355,7 +365,7 @@ Status ChunkedFile::materialize_ahead(uint64_t chunk, off_t file_size) {
 }
 
 Status ChunkedFile::truncate(const LayerPtr& top_layer, off_t new_size, off_t old_size) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (copies_.empty() || copies_.front().layer != top_layer) return Errno{EIO};
   if (new_size >= old_size) return {};
   COWFS_TRY(open_fds());
@@ -389,13 +399,13 @@ Status ChunkedFile::writable_top() {
 }
 
 Status ChunkedFile::save_top_map() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (copies_.empty()) return Errno{EIO};
   return save(copies_.front(), true);
 }
 
 Status ChunkedFile::flush(bool sync) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& c : copies_) {
     if (!c.dirty) continue;
     if (sync && !c.data.valid()) {
@@ -414,7 +424,7 @@ Status ChunkedFile::flush(bool sync) {
 }
 
 Status ChunkedFile::fsync(int io_fd, bool datasync) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto io = sys::stat_fd(io_fd);
   if (!io) return Errno{io.error()};
   bool io_synced = false;
@@ -433,7 +443,7 @@ Status ChunkedFile::fsync(int io_fd, bool datasync) {
 }
 
 uint64_t ChunkedFile::top_chunk_bytes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (copies_.empty()) return 0;
   return copies_.front().map.count() * chunk_size_;
 }

@@ -9,7 +9,8 @@
 // A truncate persists the lowered floor at once, so truncated bytes never
 // come back after a crash.
 //
-// Thread-safety: all members lock mu_.
+// Thread-safety: every public member locks mu_ (a leaf: nothing else is
+// taken under it); what load() sets is not changed again.
 #pragma once
 
 #include <fcntl.h>
@@ -19,14 +20,16 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "cowfs/core/chunk_map.h"
 #include "cowfs/core/layer.h"
+#include "cowfs/core/tree_lock.h"
+#include "cowfs/sys/mutex.h"
 #include "cowfs/sys/result.h"
+#include "cowfs/sys/thread_annotations.h"
 #include "cowfs/sys/unique_fd.h"
 
 namespace cowfs {
@@ -64,67 +67,75 @@ class ChunkedFile {
   // name in work/ for the caller to move into the tree. See copy_up.cc.
   uint32_t chunk_size() const { return chunk_size_; }
 
-  Result<std::vector<ReadPiece>> plan_read(off_t offset, size_t length, off_t file_size);
+  Result<std::vector<ReadPiece>> plan_read(off_t offset, size_t length, off_t file_size)
+      EXCLUDES(mu_);
   // Makes every chunk that [offset, offset+length) touches present in the
   // top copy, copying from below the parts the write will not cover.
   // overwrite: the caller will write every byte of the range (a write, not
   // an fallocate), so chunks it covers whole need no copy. Returns the
   // chunks claimed that way, to give back with unclaim() if the write fails.
   Result<std::vector<uint64_t>> prepare_write(const LayerPtr& top, off_t offset, size_t length,
-                                              bool overwrite);
-  void unclaim(const std::vector<uint64_t>& chunks);
-  Status truncate(const LayerPtr& top, off_t new_size, off_t old_size);
+                                              bool overwrite) EXCLUDES(mu_);
+  void unclaim(const std::vector<uint64_t>& chunks) EXCLUDES(mu_);
+  Status truncate(const LayerPtr& top, off_t new_size, off_t old_size) EXCLUDES(mu_);
   // Persists dirty maps; with sync, data first, then the maps, durably.
-  Status flush(bool sync);
+  Status flush(bool sync) EXCLUDES(mu_);
   // fsync(2) of the file open as io_fd: its data and every dirty map,
   // durably, syncing each data file once.
-  Status fsync(int io_fd, bool datasync);
+  Status fsync(int io_fd, bool datasync) EXCLUDES(mu_);
   // Bytes the top copy holds in chunks (for reports).
-  uint64_t top_chunk_bytes() const;
+  uint64_t top_chunk_bytes() const EXCLUDES(mu_);
 
   // Saves the top copy's map as a map file, durably, so that it no longer
   // needs kChunkRefXattr (whose room a user's xattr may want).
-  Status save_top_map();
+  Status save_top_map() EXCLUDES(mu_);
   // Closes every fd it holds; the next call that needs them reopens them.
   // Its fds count in Node::open_fds, and an overlay over its fd budget
   // calls this, but only while it holds the sole reference: the fds of a
   // read plan must stay valid until the plan is gone.
-  void close_fds();
+  void close_fds() EXCLUDES(mu_);
 
  private:
-  Status materialize(uint64_t chunk, off_t file_size);
+  // load()'s work on a file not yet shared.
+  Status load_copies(const LayerStack& stack, size_t from) REQUIRES(mu_);
+  Status materialize(uint64_t chunk, off_t file_size) REQUIRES(mu_);
   // After a partial write into chunk, whose two predecessors the top gained
   // lately (recent_: copied up, or claimed by a whole write): copies up the
   // next chunks as well (kSequentialAhead). Scattered writes reach the
   // daemon in file order too, but rarely three chunks in a row.
-  Status materialize_ahead(uint64_t chunk, off_t file_size);
-  void note_gained(uint64_t chunk);
-  bool gained_lately(uint64_t chunk) const;
-  Result<std::vector<ReadPiece>> plan_locked(off_t offset, size_t length, off_t file_size);
-  Status save(ChunkedCopy& c, bool sync);
+  Status materialize_ahead(uint64_t chunk, off_t file_size) REQUIRES(mu_);
+  void note_gained(uint64_t chunk) REQUIRES(mu_);
+  bool gained_lately(uint64_t chunk) const REQUIRES(mu_);
+  Result<std::vector<ReadPiece>> plan_locked(off_t offset, size_t length, off_t file_size)
+      REQUIRES(mu_);
+  Status save(ChunkedCopy& c, bool sync) REQUIRES(mu_);
   // Reopens what close_fds() closed; every entry point that uses an fd
   // calls it first.
-  Status open_fds();
-  Status open_copy(ChunkedCopy& c);
+  Status open_fds() REQUIRES(mu_);
+  Status open_copy(ChunkedCopy& c) REQUIRES(mu_);
   // Brings Node::open_fds in line with the fds held now.
-  void recount();
+  void recount() REQUIRES(mu_);
   // An ordinary user's file made read-only loads with a read-only top fd;
   // it is opened for writing again when a write or truncate needs it.
-  Status writable_top();
+  Status writable_top() REQUIRES(mu_);
 
-  mutable std::mutex mu_;
+  // Taken under the tree lock (a truncate under setattr), never the other
+  // way round; and nothing is taken under it.
+  mutable Mutex mu_ ACQUIRED_AFTER(tree_lock);
+  // Set by load() before the file is shared, then only read:
   uint32_t chunk_size_ = 0;
-  std::vector<ChunkedCopy> copies_;  // top first; GUARDED_BY(mu_)
-  UniqueFd base_;                    // O_RDONLY; see base_layer_
-  LayerPtr base_layer_;              // null if the file had no base
-  std::string base_name_;            // below base_layer_'s root, or in its chunks/
-  long counted_fds_ = 0;             // GUARDED_BY(mu_)
-  std::array<uint64_t, 16> recent_;  // GUARDED_BY(mu_); UINT64_MAX: none
-  size_t recent_next_ = 0;           // GUARDED_BY(mu_)
-  std::vector<UniqueFd> retired_;    // replaced top fds, kept open for read plans
-  bool top_read_only_ = false;       // GUARDED_BY(mu_); see writable_top
+  LayerPtr base_layer_;    // null if the file had no base
+  std::string base_name_;  // below base_layer_'s root, or in its chunks/
   off_t base_size_ = 0;
   uint64_t ino_ = 0;
+
+  std::vector<ChunkedCopy> copies_ GUARDED_BY(mu_);  // top first
+  UniqueFd base_ GUARDED_BY(mu_);                    // O_RDONLY; see base_layer_
+  long counted_fds_ GUARDED_BY(mu_) = 0;
+  std::array<uint64_t, 16> recent_ GUARDED_BY(mu_);  // UINT64_MAX: none
+  size_t recent_next_ GUARDED_BY(mu_) = 0;
+  std::vector<UniqueFd> retired_ GUARDED_BY(mu_);  // replaced top fds, kept open for read plans
+  bool top_read_only_ GUARDED_BY(mu_) = false;     // see writable_top
 };
 
 using ChunkedPtr = std::shared_ptr<ChunkedFile>;

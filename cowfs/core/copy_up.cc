@@ -355,7 +355,10 @@ Status Overlay::copy_up(Node& node, CopyData data) {
     (void)sys::unlink_at(work_fd_, tmp.c_str(), 0);
     return s;
   }
-  adopt_fd(node, std::move(tfd));
+  {
+    MutexLock lock(node.fd_mu);
+    adopt_fd(node, std::move(tfd));
+  }
   node.layer = stack_.top();
   // An orphan's copy has no name in the tree: it is found again through
   // the index, or (no other name at all) only through its pinned fd.

@@ -162,18 +162,10 @@ void LayerService::apply(const std::function<std::vector<std::string>()>& op, bo
   // space comes back.
   if (int e = write_back_mount(); e != 0 && freezes_top) cannot_write_back(mountpoint_, e);
   Invalidations inv = overlay_->change_stack(
-      [&] {
-        auto writers = overlay_->writers_in_locked(dropping);
-        if (!writers.empty()) {
-          std::string list;
-          for (const auto& w : writers) list += (list.empty() ? "" : ", ") + w;
-          throw StoreError("files of the layers to drop are open for writing: " + list +
-                           "; close them (stop the writers) and retry");
-        }
+      [&](const LayerStack& old) {
         StackChange c;
         c.dropped = op();
         c.view_changed = view_changed;
-        const LayerStack& old = overlay_->stack();
         std::vector<std::string> lowers;
         for (const auto& l : old.layers) {
           if (!l->in_store()) lowers.push_back(l->path);
@@ -181,7 +173,7 @@ void LayerService::apply(const std::function<std::vector<std::string>()>& op, bo
         c.stack = store_.build_stack(lowers, &old);
         return c;
       },
-      freezes_top);
+      freezes_top, dropping);
   if (kernel_ != nullptr) inv.send(*kernel_);
   std::thread([path = store_.path()] { Store::purge_trash(path); }).detach();
 }
@@ -236,7 +228,7 @@ std::vector<std::string> LayerService::revive_lowers() {
     revived.push_back(l->path);
   }
   if (ids.empty()) return revived;
-  Invalidations inv = overlay_->change_stack([&] {
+  Invalidations inv = overlay_->change_stack([&](const LayerStack&) {
     StackChange c;
     c.stack = std::move(next);
     c.dropped = ids;  // re-resolves every node that reached into them
@@ -318,9 +310,10 @@ std::string LayerService::compact(const std::vector<std::string>& keep) {
   if (!any) return "nothing to compact\n";
 
   int merged = 0;
+  // Taken before the stack change (op runs under the overlay's tree lock):
+  // only this service changes the stack, one command at a time.
+  const LayerStack stack = current_stack();
   auto op = [&]() -> std::vector<std::string> {
-    LayerStack stack =
-        overlay_ != nullptr ? overlay_->stack() : store_.build_stack(store_.lowers());
     auto layer_of = [&](const std::string& id) -> LayerPtr {
       for (const auto& l : stack.layers) {
         if (l->id == id) return l;

@@ -22,70 +22,93 @@ uint64_t compose_ino(const Layer& layer, const struct stat& st) {
 
 std::atomic<long> Node::open_fds{0};
 
+Node::Node(uint64_t number, mode_t mode, NodeInit init)
+    : ino(number),
+      type(mode & S_IFMT),
+      parent(std::move(init.parent)),
+      name(std::move(init.name)),
+      layer(std::move(init.layer)),
+      fd(std::move(init.fd)),
+      via_index(init.via_index),
+      parts(std::move(init.parts)),
+      lower_links(init.lower_links),
+      chunks(std::move(init.chunks)) {
+  if (fd.valid()) open_fds.fetch_add(1);
+}
+
 Node::~Node() {
   if (fd.valid()) open_fds.fetch_sub(1);
 }
 
 DirPart::DirPart(LayerPtr l, UniqueFd f, bool is_fixed)
-    : layer(std::move(l)), fd(std::move(f)), fixed(is_fixed) {
-  if (fd.valid()) Node::open_fds.fetch_add(1);
+    : layer(std::move(l)), fixed(is_fixed), fd_(std::move(f)) {
+  if (fd_.valid()) Node::open_fds.fetch_add(1);
 }
 
 DirPart::DirPart(DirPart&& other) noexcept
     : layer(std::move(other.layer)),
-      fd(std::move(other.fd)),
       fixed(other.fixed),
-      closed_ino(other.closed_ino) {}
+      fd_(std::move(other.fd_)),
+      closed_ino_(other.closed_ino_) {}
 
 DirPart& DirPart::operator=(DirPart&& other) noexcept {
   if (this != &other) {
-    if (fd.valid()) Node::open_fds.fetch_sub(1);
+    if (fd_.valid()) Node::open_fds.fetch_sub(1);
     layer = std::move(other.layer);
-    fd = std::move(other.fd);
+    fd_ = std::move(other.fd_);
     fixed = other.fixed;
-    closed_ino = other.closed_ino;
+    closed_ino_ = other.closed_ino_;
   }
   return *this;
 }
 
 DirPart::~DirPart() {
-  if (fd.valid()) Node::open_fds.fetch_sub(1);
+  if (fd_.valid()) Node::open_fds.fetch_sub(1);
 }
 
-void DirPart::close() {
-  if (!fd.valid()) return;
-  if (auto st = sys::stat_fd(fd.get())) closed_ino = st->st_ino;
-  fd = UniqueFd();
+void DirPart::close(const Mutex&) {
+  if (!fd_.valid()) return;
+  if (auto st = sys::stat_fd(fd_.get())) closed_ino_ = st->st_ino;
+  fd_ = UniqueFd();
   Node::open_fds.fetch_sub(1);
 }
 
-void DirPart::adopt(UniqueFd f) {
-  if (fd.valid()) Node::open_fds.fetch_sub(1);
-  fd = std::move(f);
-  if (fd.valid()) Node::open_fds.fetch_add(1);
+void DirPart::adopt(UniqueFd f, const Mutex&) {
+  if (fd_.valid()) Node::open_fds.fetch_sub(1);
+  fd_ = std::move(f);
+  if (fd_.valid()) Node::open_fds.fetch_add(1);
 }
 
 void InodeTable::set_root(NodePtr root) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   root->nlookup = 1;  // pinned: the kernel never forgets the root
   nodes_[kRootIno] = std::move(root);
 }
 
 NodePtr InodeTable::find(uint64_t ino) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = nodes_.find(ino);
   return it == nodes_.end() ? nullptr : it->second;
 }
 
 NodePtr InodeTable::intern(NodePtr fresh, bool count) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto [it, inserted] = nodes_.try_emplace(fresh->ino, fresh);
   if (count) it->second->nlookup.fetch_add(1);
   return it->second;
 }
 
+namespace {
+
+// The parent of a node that has just left the table with no other holder:
+// no thread can reach it any more, so its TREE field is taken without the
+// tree lock (which forget, called from FUSE forget, does not hold).
+NodePtr take_parent(Node& gone) NO_THREAD_SAFETY_ANALYSIS { return std::move(gone.parent); }
+
+}  // namespace
+
 void InodeTable::forget(uint64_t ino, uint64_t n) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end() || ino == kRootIno) return;
   // Re-found under the lock, so a lookup racing with this forget wins.
@@ -97,7 +120,7 @@ void InodeTable::forget(uint64_t ino, uint64_t n) {
     NodePtr node = it->second;
     if (node.use_count() > 2) return;  // the table, node, and someone else
     nodes_.erase(it);
-    NodePtr parent = std::move(node->parent);
+    NodePtr parent = take_parent(*node);
     node.reset();
     if (!parent || parent->ino == kRootIno || parent->nlookup.load() > 0) return;
     it = nodes_.find(parent->ino);
@@ -107,7 +130,7 @@ void InodeTable::forget(uint64_t ino, uint64_t n) {
 }
 
 std::vector<NodePtr> InodeTable::snapshot() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<NodePtr> out;
   out.reserve(nodes_.size());
   for (const auto& [ino, n] : nodes_) out.push_back(n);
@@ -115,7 +138,7 @@ std::vector<NodePtr> InodeTable::snapshot() const {
 }
 
 size_t InodeTable::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return nodes_.size();
 }
 

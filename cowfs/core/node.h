@@ -17,9 +17,12 @@
 // it (a child naming it as parent, an open handle): one node per inode
 // number while any is in use.
 //
-// Locking: fields marked TREE are guarded by Overlay::tree_mu_ (read under a
-// shared lock, written under the exclusive one). InodeTable::mu_ is
-// acquired after tree_mu_, never before.
+// Locking (checked by clang, see cowfs/sys/thread_annotations.h): fields
+// marked TREE are GUARDED_BY(tree_lock), the Overlay's tree lock
+// (tree_lock.h): read under a shared lock, written under the exclusive one.
+// A node's fd and its directory parts' fds are also reopened by readers
+// under the shared tree lock, so they are guarded by the node's fd_mu. The
+// lock order is in overlay.h.
 #pragma once
 
 #include <sys/stat.h>
@@ -27,13 +30,15 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "cowfs/core/chunked_file.h"
 #include "cowfs/core/layer.h"
+#include "cowfs/core/tree_lock.h"
+#include "cowfs/sys/mutex.h"
+#include "cowfs/sys/thread_annotations.h"
 #include "cowfs/sys/unique_fd.h"
 
 namespace cowfs {
@@ -50,6 +55,10 @@ uint64_t compose_ino(const Layer& layer, const struct stat& st);
 // (Overlay::part_fd). A part for which that name is wrong, because it was
 // reached through a redirect or the directory was renamed, is fixed: it
 // keeps its fd.
+//
+// The fd is guarded by the fd_mu of the node that owns the part, which the
+// analysis can only be told through the calls that reach it: each names
+// that mutex (owner) and requires it held.
 struct DirPart {
   DirPart(LayerPtr l, UniqueFd f, bool is_fixed = false);
   DirPart(DirPart&& other) noexcept;
@@ -59,18 +68,41 @@ struct DirPart {
   ~DirPart();
 
   // Closes the fd, remembering the inode it must find on reopening.
-  void close();
-  void adopt(UniqueFd f);
+  void close(const Mutex& owner) REQUIRES(owner);
+  void adopt(UniqueFd f, const Mutex& owner) REQUIRES(owner);
+  int fd([[maybe_unused]] const Mutex& owner) const REQUIRES(owner) { return fd_.get(); }
+  ino_t closed_ino([[maybe_unused]] const Mutex& owner) const REQUIRES(owner) { return closed_ino_; }
+  // A part still being collected, in no node yet: nobody else can see it.
+  int unshared_fd() const { return fd_.get(); }
 
+  // Not annotated: set before the part is in a node, then only read, except
+  // fixed, which a rename sets under the exclusive tree lock.
   LayerPtr layer;
-  UniqueFd fd;  // O_PATH | O_DIRECTORY; GUARDED_BY(owner's fd_mu) when the tree lock is shared
   bool fixed = false;
-  ino_t closed_ino = 0;
+
+ private:
+  UniqueFd fd_;  // O_PATH | O_DIRECTORY; -1 while closed
+  ino_t closed_ino_ = 0;
+};
+
+class Node;
+
+// What a new node is bound to (see the TREE fields of Node), given to its
+// constructor: set before the node is shared, so without the tree lock.
+struct NodeInit {
+  std::shared_ptr<Node> parent;
+  std::string name;
+  LayerPtr layer;
+  UniqueFd fd;
+  bool via_index = false;
+  int lower_links = -1;
+  std::shared_ptr<ChunkedFile> chunks;
+  std::vector<DirPart> parts;
 };
 
 class Node {
  public:
-  Node(uint64_t number, mode_t mode) : ino(number), type(mode & S_IFMT) {}
+  Node(uint64_t number, mode_t mode, NodeInit init = {});
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -81,36 +113,40 @@ class Node {
 
   // TREE: the name it was last reached by; parent == nullptr once the last
   // visible name is gone (an open-unlinked file).
-  std::shared_ptr<Node> parent;
-  std::string name;
-  bool unlinked = false;
+  std::shared_ptr<Node> parent GUARDED_BY(tree_lock);
+  std::string name GUARDED_BY(tree_lock);
+  bool unlinked GUARDED_BY(tree_lock) = false;
   // TREE, non-directories: other names the kernel was given for it (hard
   // links). When `name` goes, one of them takes its place, so the file keeps
   // a name its copy-up can land on and a rewind can find it by.
   // Kept by directory number: the kernel may forget a directory and get a
   // new node for it.
-  std::vector<std::pair<uint64_t, std::string>> aliases;
+  std::vector<std::pair<uint64_t, std::string>> aliases GUARDED_BY(tree_lock);
 
   // TREE, non-directories: where the data lives now. fd may be closed to
   // stay within the process's fd limit (Overlay::fd_of opens it again from
   // the parent's directory in that layer, or from the index); a pinned node
   // has lost the name it could be found by and keeps its fd.
-  LayerPtr layer;
-  UniqueFd fd;  // O_PATH, O_NOFOLLOW; GUARDED_BY(fd_mu): reopened under the shared tree lock
-  bool via_index = false;
-  bool pinned = false;
-  std::mutex fd_mu;
+  LayerPtr layer GUARDED_BY(tree_lock);
+  // Reopened under the shared tree lock, so guarded by fd_mu (a closed fd
+  // is reopened by the first reader, once). fd_mu comes after the tree lock
+  // and, between nodes, a child's before its parent's (see Overlay::part_fd).
+  Mutex fd_mu ACQUIRED_AFTER(tree_lock);
+  UniqueFd fd GUARDED_BY(fd_mu);  // O_PATH, O_NOFOLLOW
+  bool via_index GUARDED_BY(tree_lock) = false;
+  bool pinned GUARDED_BY(tree_lock) = false;
   // Node fds open in the process, to decide when to close some.
   static std::atomic<long> open_fds;
 
   // TREE, directories: the parts merged into this directory, top first,
   // ending at the first opaque part.
-  std::vector<DirPart> parts;
+  // The vector is TREE; each part's fd is the node's fd_mu's (see DirPart).
+  std::vector<DirPart> parts GUARDED_BY(tree_lock);
   // TREE, regular files copied up from a multiply linked lower file: how
   // many of its lower names still resolve to it (-1: not such a file).
-  int lower_links = -1;
+  int lower_links GUARDED_BY(tree_lock) = -1;
   // TREE, regular files copied up by chunk: their copies and base.
-  ChunkedPtr chunks;
+  ChunkedPtr chunks GUARDED_BY(tree_lock);
 
   // Bumped whenever the backing file changes (copy-up), so open handles
   // know to reopen.
@@ -125,7 +161,9 @@ class Node {
   std::atomic<uint64_t> generation{0};
 
   // Layer of the node's topmost instance.
-  const LayerPtr& backing_layer() const { return is_dir() ? parts.front().layer : layer; }
+  const LayerPtr& backing_layer() const REQUIRES_SHARED(tree_lock) {
+    return is_dir() ? parts.front().layer : layer;
+  }
 };
 
 using NodePtr = std::shared_ptr<Node>;
@@ -142,8 +180,8 @@ class InodeTable {
   std::vector<NodePtr> snapshot() const;
 
  private:
-  mutable std::mutex mu_;
-  std::unordered_map<uint64_t, NodePtr> nodes_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_ ACQUIRED_AFTER(tree_lock);
+  std::unordered_map<uint64_t, NodePtr> nodes_ GUARDED_BY(mu_);
 };
 
 }  // namespace cowfs

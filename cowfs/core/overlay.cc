@@ -52,7 +52,8 @@ bool has_xattr(int fd, const char* name) { return sys::get_xattr(fd, name).ok();
 // O_DSYNC do pass: they are what makes a write durable.
 int backing_open_flags(int flags) { return flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT); }
 
-bool is_name(const Node& n, const NodePtr& dir, const std::string& name) {
+bool is_name(const Node& n, const NodePtr& dir, const std::string& name)
+    REQUIRES_SHARED(tree_lock) {
   return n.parent && n.parent->ino == dir->ino && n.name == name;
 }
 
@@ -60,11 +61,12 @@ bool is_name(const Node& n, const NodePtr& dir, const std::string& name) {
 
 Overlay::Overlay(LayerStack stack, Whiteouts* whiteouts, int work_fd, Options opts)
     : stack_(std::move(stack)), whiteouts_(whiteouts), work_fd_(work_fd), opts_(opts) {
-  root_ = std::make_shared<Node>(kRootIno, S_IFDIR);
+  NodeInit init;
   for (const auto& layer : stack_.layers) {
     auto fd = sys::open_at(layer->root.get(), ".", O_PATH | O_DIRECTORY);
-    if (fd) root_->parts.emplace_back(layer, fd.take(), true);
+    if (fd) init.parts.emplace_back(layer, fd.take(), true);
   }
+  root_ = std::make_shared<Node>(kRootIno, S_IFDIR, std::move(init));
   inodes_.set_root(root_);
   struct rlimit rl {};
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
@@ -118,7 +120,7 @@ static void collect_redirect_parts(const LayerStack& stack, size_t li, const std
     for (const auto& part : cur) {
       size_t k = 0;
       while (k < stack.size() && stack.layers[k] != part.layer) ++k;
-      at.emplace_back(k, part.fd.get());
+      at.emplace_back(k, part.unshared_fd());
     }
     if (at.empty()) return;
   }
@@ -229,11 +231,11 @@ void Overlay::bind(Node& n, Node& fresh, const NodePtr& dir, const std::string& 
       n.layer = fresh.layer;
       UniqueFd fd;
       {
-        std::lock_guard lock(fresh.fd_mu);
+        MutexLock lock(fresh.fd_mu);
         fd = std::move(fresh.fd);
       }
       {
-        std::lock_guard lock(n.fd_mu);
+        MutexLock lock(n.fd_mu);
         adopt_fd(n, std::move(fd));
       }
       n.via_index = fresh.via_index;
@@ -251,22 +253,19 @@ void Overlay::bind(Node& n, Node& fresh, const NodePtr& dir, const std::string& 
 Result<NodePtr> Overlay::probe_node(const NodePtr& dir, const std::string& name) const {
   auto p = probe(*dir, name);
   if (!p) return Errno{p.error()};
-  auto fresh = std::make_shared<Node>(p->ino, p->st.st_mode);
-  fresh->parent = dir;
-  fresh->name = name;
-  if (fresh->is_dir()) {
-    fresh->parts = std::move(p->parts);
+  NodeInit init;
+  init.parent = dir;
+  init.name = name;
+  if (S_ISDIR(p->st.st_mode)) {
+    init.parts = std::move(p->parts);
   } else {
-    fresh->layer = p->layer;
-    {
-      std::lock_guard lock(fresh->fd_mu);
-      adopt_fd(*fresh, std::move(p->fd));
-    }
-    fresh->via_index = p->via_index;
-    fresh->lower_links = p->lower_links;
-    fresh->chunks = std::move(p->chunks);
+    init.layer = p->layer;
+    init.fd = std::move(p->fd);
+    init.via_index = p->via_index;
+    init.lower_links = p->lower_links;
+    init.chunks = std::move(p->chunks);
   }
-  return fresh;
+  return std::make_shared<Node>(p->ino, p->st.st_mode, std::move(init));
 }
 
 Result<NodePtr> Overlay::resolve(const NodePtr& dir, const std::string& name, bool count) {
@@ -296,7 +295,7 @@ void Overlay::adopt_fd(Node& n, UniqueFd fd) {
 
 Result<int> Overlay::fd_of(Node& n) {
   if (n.is_dir()) return part_fd(n, 0);
-  std::lock_guard lock(n.fd_mu);
+  MutexLock lock(n.fd_mu);
   if (n.fd.valid()) return n.fd.get();
   Result<UniqueFd> fd = Errno{ESTALE};
   if (n.via_index) {
@@ -318,9 +317,9 @@ Result<int> Overlay::fd_of(Node& n) {
 }
 
 Result<int> Overlay::part_fd(Node& dir, size_t i) const {
-  std::lock_guard lock(dir.fd_mu);
+  MutexLock lock(dir.fd_mu);
   DirPart& part = dir.parts[i];
-  if (part.fd.valid()) return part.fd.get();
+  if (part.fd(dir.fd_mu) >= 0) return part.fd(dir.fd_mu);
   if (part.fixed || !dir.parent) return Errno{ESTALE};
   Node& parent = *dir.parent;
   size_t j = 0;
@@ -336,9 +335,9 @@ Result<int> Overlay::part_fd(Node& dir, size_t i) const {
   if (!st) return Errno{st.error()};
   // Names only move under the exclusive tree lock, which also makes the
   // rename fix the parts; this is the check that it did.
-  if (st->st_ino != part.closed_ino) return Errno{ESTALE};
-  part.adopt(fd.take());
-  return part.fd.get();
+  if (st->st_ino != part.closed_ino(dir.fd_mu)) return Errno{ESTALE};
+  part.adopt(fd.take(), dir.fd_mu);
+  return part.fd(dir.fd_mu);
 }
 
 Result<int> Overlay::backing(Node& n) { return fd_of(n); }
@@ -351,7 +350,7 @@ Result<std::string> Overlay::xattr_path(Node& n) {
     // an fd nor makes others close.
     bool by_name = false;
     {
-      std::lock_guard lock(n.fd_mu);
+      MutexLock lock(n.fd_mu);
       by_name = !n.fd.valid();
     }
     Node& parent = *n.parent;
@@ -503,7 +502,7 @@ bool Overlay::refind_in_index(Node& n) {
   if (!index_copy(n.ino, "", p) || !load_chunks(p).ok()) return false;
   n.layer = p.layer;
   {
-    std::lock_guard lock(n.fd_mu);
+    MutexLock lock(n.fd_mu);
     adopt_fd(n, std::move(p.fd));
   }
   n.via_index = true;
@@ -515,15 +514,16 @@ bool Overlay::refind_in_index(Node& n) {
 
 void Overlay::trim_fds() {
   if (Node::open_fds.load(std::memory_order_relaxed) <= fd_budget_) return;
-  std::unique_lock tree(tree_mu_);
+  TreeWriteLock tree(tree_mu_);
   if (Node::open_fds.load() <= fd_budget_) return;
   // Closing all unpinned ones is simpler than LRU bookkeeping and costs a
   // reopen only for nodes that are used again.
   for (const auto& n : inodes_.snapshot()) {
     if (n->is_dir()) {
       if (n == root_ || n->unlinked || !n->parent) continue;
+      MutexLock lock(n->fd_mu);
       for (auto& part : n->parts) {
-        if (!part.fixed) part.close();
+        if (!part.fixed) part.close(n->fd_mu);
       }
       continue;
     }
@@ -532,7 +532,7 @@ void Overlay::trim_fds() {
     if (n->chunks && n->chunks.use_count() == 1) n->chunks->close_fds();
     if (n->pinned || n->unlinked) continue;
     if (!n->via_index && !n->parent) continue;
-    std::lock_guard lock(n->fd_mu);
+    MutexLock lock(n->fd_mu);
     adopt_fd(*n, UniqueFd());
   }
 }
@@ -566,7 +566,7 @@ Result<Entry> Overlay::lookup(uint64_t parent, const std::string& name) {
   trim_fds();
   NodePtr counted;  // holds a reference for the kernel, but must be bound to this name first
   {
-    std::shared_lock lock(tree_mu_);
+    TreeReadLock lock(tree_mu_);
     auto dir = dir_node(parent);
     if (!dir) return Errno{dir.error()};
     bool needs_exclusive = false;
@@ -582,7 +582,7 @@ Result<Entry> Overlay::lookup(uint64_t parent, const std::string& name) {
   // Rare: a node the kernel holds gets a new name or a new backing (see
   // bind). The name is resolved again, as it may have changed in between;
   // the reference taken above kept the node in the table until now.
-  std::unique_lock lock(tree_mu_);
+  TreeWriteLock lock(tree_mu_);
   auto dir = dir_node(parent);
   Result<NodePtr> n = dir ? resolve(*dir, name, true) : Result<NodePtr>(Errno{dir.error()});
   const uint64_t counted_ino = counted->ino;
@@ -598,7 +598,7 @@ void Overlay::forget(uint64_t ino, uint64_t nlookup) { inodes_.forget(ino, nlook
 
 Result<struct stat> Overlay::getattr(uint64_t ino) {
   trim_fds();
-  std::shared_lock lock(tree_mu_);
+  TreeReadLock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   return stat_node(*n);
@@ -608,9 +608,15 @@ Result<struct stat> Overlay::setattr(uint64_t ino, const SetAttr& a, FileHandle*
   trim_fds();
   // The kernel's times must not be undone by a write that keeps the old
   // mtime (see set_kernel_keeps_mtime).
-  std::unique_lock times(times_mu(ino), std::defer_lock);
-  if (a.mtime && kernel_keeps_mtime_.load()) times.lock();
-  std::unique_lock lock(tree_mu_);
+  if (a.mtime && kernel_keeps_mtime_.load()) {
+    StripeLock times(times_mu_, ino);
+    return setattr_locked(ino, a, fh);
+  }
+  return setattr_locked(ino, a, fh);
+}
+
+Result<struct stat> Overlay::setattr_locked(uint64_t ino, const SetAttr& a, FileHandle* fh) {
+  TreeWriteLock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   // Truncating to zero needs none of the old data; changing metadata only
@@ -679,7 +685,7 @@ Status Overlay::drop_set_id(int fd, const Caller& caller) {
 
 Result<std::string> Overlay::readlink(uint64_t ino) {
   trim_fds();
-  std::shared_lock lock(tree_mu_);
+  TreeReadLock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   if (!S_ISLNK(n->type)) return Errno{EINVAL};
@@ -698,8 +704,11 @@ Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
   fh->node = n;
   fh->flags = flags;
   const int open_flags = backing_open_flags(flags);
+  // The handle is not shared yet; its lock (taken before the tree lock, as
+  // reopen_handle does) is for attach's rule.
+  MutexLock hl(fh->mu_);
   if (writes) {
-    std::unique_lock lock(tree_mu_);
+    TreeWriteLock lock(tree_mu_);
     COWFS_TRY(copy_up(*n, (flags & O_TRUNC) ? CopyData::kNothing : CopyData::kContent));
     if ((flags & O_TRUNC) && n->chunks) {
       // The open empties the data file; its map must then no longer send
@@ -714,7 +723,7 @@ Result<std::unique_ptr<FileHandle>> Overlay::open(uint64_t ino, int flags) {
     register_handle(fh.get());
     n->open_handles.fetch_add(1);
   } else {
-    std::shared_lock lock(tree_mu_);
+    TreeReadLock lock(tree_mu_);
     COWFS_TRY(attach(*fh, open_flags));
     // Counted under the tree lock, which an unlink that might free the
     // copy holds exclusively: it sees this handle or the name is gone.
@@ -737,7 +746,7 @@ Status Overlay::attach(FileHandle& fh, int flags) {
 
 void Overlay::register_handle(FileHandle* fh) {
   if (!fh->writable()) return;
-  std::lock_guard lock(handles_mu_);
+  MutexLock lock(handles_mu_);
   writers_.insert(fh);
 }
 
@@ -745,7 +754,7 @@ Status Overlay::flush(FileHandle& fh) {
   if (!fh.writable()) return {};
   ChunkedPtr chunks;
   {
-    std::shared_lock tree(tree_mu_);
+    TreeReadLock tree(tree_mu_);
     chunks = fh.node->chunks;
   }
   if (!chunks) return {};
@@ -756,7 +765,7 @@ Status Overlay::release(FileHandle* fh) {
   Status s;
   if (fh->writable()) {
     s = flush(*fh);
-    std::lock_guard lock(handles_mu_);
+    MutexLock lock(handles_mu_);
     writers_.erase(fh);
   }
   Node& n = *fh->node;
@@ -765,11 +774,11 @@ Status Overlay::release(FileHandle* fh) {
   // open: its space comes back now.
   bool nameless = false;
   {
-    std::shared_lock tree(tree_mu_);
+    TreeReadLock tree(tree_mu_);
     nameless = n.chunks && (n.unlinked || !n.parent || n.pinned);
   }
   if (nameless) {
-    std::unique_lock tree(tree_mu_);
+    TreeWriteLock tree(tree_mu_);
     free_if_unreachable(n);
   }
   return s;
@@ -801,24 +810,24 @@ void Overlay::collect_unreachable_locked() {
 }
 
 void Overlay::collect_unreachable() {
-  std::unique_lock tree(tree_mu_);
+  TreeWriteLock tree(tree_mu_);
   collect_unreachable_locked();
 }
 
 Result<int> Overlay::reopen_handle(FileHandle& fh) {
-  std::lock_guard hl(fh.mu_);
+  MutexLock hl(fh.mu_);
   if (fh.gen_ == fh.node->data_gen.load() && fh.stack_gen_ == stack_gen_.load()) return fh.fd();
   const int flags = backing_open_flags(fh.flags) & ~O_TRUNC;
   if (fh.writable()) {
     // The stack changed under an open writer (a checkpoint): its next write
     // goes to the new top, never into the now frozen layer.
-    std::unique_lock lock(tree_mu_);
+    TreeWriteLock lock(tree_mu_);
     COWFS_TRY(copy_up(*fh.node));
     COWFS_TRY(attach(fh, flags));
   } else {
     // Follow a copy-up made through another handle, so this reader sees
     // what was written there.
-    std::shared_lock lock(tree_mu_);
+    TreeReadLock lock(tree_mu_);
     COWFS_TRY(attach(fh, flags));
   }
   return fh.fd();
@@ -839,13 +848,15 @@ Result<WriteLease> Overlay::write_lease(FileHandle& fh, off_t offset, size_t len
   auto fd = io_fd(fh);
   if (!fd) return Errno{fd.error()};
   ChunkedPtr chunks;
+  LayerPtr top;
   {
-    std::shared_lock tree(tree_mu_);
+    TreeReadLock tree(tree_mu_);
     chunks = fh.node->chunks;
+    top = stack_.top();
   }
   std::vector<uint64_t> claimed;
   if (chunks) {
-    auto r = chunks->prepare_write(stack_.top(), offset, length, overwrite);
+    auto r = chunks->prepare_write(top, offset, length, overwrite);
     if (!r) return Errno{r.error()};
     claimed = r.take();
   }
@@ -853,7 +864,7 @@ Result<WriteLease> Overlay::write_lease(FileHandle& fh, off_t offset, size_t len
 }
 
 bool Overlay::is_chunked(const FileHandle& fh) const {
-  std::shared_lock tree(tree_mu_);
+  TreeReadLock tree(tree_mu_);
   return fh.node->chunks != nullptr;
 }
 
@@ -862,7 +873,7 @@ Result<Overlay::ReadPlan> Overlay::read_plan(FileHandle& fh, off_t offset, size_
   if (!fd) return Errno{fd.error()};
   ReadPlan plan;
   {
-    std::shared_lock tree(tree_mu_);
+    TreeReadLock tree(tree_mu_);
     plan.keep = fh.node->chunks;
   }
   if (!plan.keep) {
@@ -913,7 +924,7 @@ Status Overlay::fsync(FileHandle& fh, bool datasync) {
   if (!fd) return Errno{fd.error()};
   ChunkedPtr chunks;
   {
-    std::shared_lock tree(tree_mu_);
+    TreeReadLock tree(tree_mu_);
     chunks = fh.node->chunks;
   }
   // A chunked file's data is synced before its map, once.
@@ -926,7 +937,7 @@ Status Overlay::flush_all(bool sync) {
   // (ChunkedFile locks itself), so names change while a sync runs.
   std::vector<ChunkedPtr> files;
   {
-    std::shared_lock tree(tree_mu_);
+    TreeReadLock tree(tree_mu_);
     files = chunked_files_locked();
   }
   return flush_files(files, sync);
@@ -1031,7 +1042,7 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Overlay::create(uint64_t p
                                                                       const Caller& caller) {
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
   trim_fds();
-  std::unique_lock lock(tree_mu_);
+  TreeWriteLock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
   COWFS_TRY(name_free(**dir, name));
@@ -1071,14 +1082,24 @@ Result<std::pair<Entry, std::unique_ptr<FileHandle>>> Overlay::create(uint64_t p
 }
 
 Result<struct statvfs> Overlay::statfs() {
+  LayerPtr top;
+  {
+    TreeReadLock tree(tree_mu_);
+    top = stack_.top();
+  }
   struct statvfs sv {};
-  if (::fstatvfs(stack_.top()->root.get(), &sv) < 0) return Errno{errno};
+  if (::fstatvfs(top->root.get(), &sv) < 0) return Errno{errno};
   return sv;
+}
+
+LayerStack Overlay::stack() const {
+  TreeReadLock tree(tree_mu_);
+  return stack_;
 }
 
 Result<std::string> Overlay::getxattr(uint64_t ino, const std::string& name) {
   trim_fds();
-  std::shared_lock lock(tree_mu_);
+  TreeReadLock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   const bool store = n->backing_layer()->in_store();
@@ -1092,7 +1113,7 @@ Result<std::string> Overlay::getxattr(uint64_t ino, const std::string& name) {
 
 Result<std::vector<std::string>> Overlay::listxattr(uint64_t ino) {
   trim_fds();
-  std::shared_lock lock(tree_mu_);
+  TreeReadLock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   auto bfd = xattr_path(*n);
@@ -1112,7 +1133,7 @@ Result<std::vector<std::string>> Overlay::listxattr(uint64_t ino) {
 
 Status Overlay::setxattr(uint64_t ino, const std::string& name, const std::string& value,
                          int flags) {
-  std::unique_lock lock(tree_mu_);
+  TreeWriteLock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   COWFS_TRY(copy_up(*n, CopyData::kReference));
@@ -1131,7 +1152,7 @@ Status Overlay::setxattr(uint64_t ino, const std::string& name, const std::strin
 }
 
 Status Overlay::removexattr(uint64_t ino, const std::string& name) {
-  std::unique_lock lock(tree_mu_);
+  TreeWriteLock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   // Removing an attribute the file does not have must not copy it up.
@@ -1148,7 +1169,7 @@ Status Overlay::removexattr(uint64_t ino, const std::string& name) {
 }
 
 Status Overlay::fsync_dir(uint64_t ino, bool datasync) {
-  std::shared_lock lock(tree_mu_);
+  TreeReadLock lock(tree_mu_);
   auto dir = dir_node(ino);
   if (!dir) return Errno{dir.error()};
   if ((*dir)->parts.front().layer != stack_.top()) return {};  // nothing of ours to sync

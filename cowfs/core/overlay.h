@@ -15,19 +15,19 @@
 //
 // Thread-safety: all public calls may run concurrently. Namespace changes
 // take tree_mu_ exclusively, lookups and attribute reads share it, and data
-// I/O on open handles takes no lock at all.
+// I/O on open handles takes no lock at all. The lock order and what each
+// lock guards are written at the members below and checked by clang
+// (cowfs/sys/thread_annotations.h).
 #pragma once
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <unordered_set>
@@ -36,8 +36,11 @@
 #include "cowfs/core/copy_up.h"
 #include "cowfs/core/layer.h"
 #include "cowfs/core/node.h"
+#include "cowfs/core/tree_lock.h"
 #include "cowfs/core/whiteout.h"
+#include "cowfs/sys/mutex.h"
 #include "cowfs/sys/result.h"
+#include "cowfs/sys/thread_annotations.h"
 
 namespace cowfs {
 
@@ -85,8 +88,8 @@ struct FileHandle {
   bool writable() const { return (flags & O_ACCMODE) != O_RDONLY; }
 
   int fd() const { return current_.load(std::memory_order_acquire); }
-  void set_fd(UniqueFd fd) {
-    std::lock_guard lock(mu_);
+  void set_fd(UniqueFd fd) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     current_.store(fd.get(), std::memory_order_release);
     fds_.push_back(std::move(fd));
   }
@@ -94,11 +97,12 @@ struct FileHandle {
  private:
   friend class Overlay;
   std::atomic<int> current_{-1};
-  std::atomic<uint64_t> gen_{0};  // node->data_gen when opened
-  std::atomic<uint64_t> stack_gen_{0};
-  long fd_budget_ = 4096;      // Overlay's stack generation when opened
-  std::mutex mu_;              // serialises reopening
-  std::vector<UniqueFd> fds_;  // GUARDED_BY(mu_)
+  std::atomic<uint64_t> gen_{0};        // node->data_gen when opened
+  std::atomic<uint64_t> stack_gen_{0};  // Overlay's stack generation when opened
+  // Serialises reopening (Overlay::reopen_handle, which then takes the
+  // tree lock).
+  Mutex mu_ ACQUIRED_BEFORE(tree_lock);
+  std::vector<UniqueFd> fds_ GUARDED_BY(mu_);
 };
 
 // Kernel caches to drop after the view changed under the kernel (rewind,
@@ -130,7 +134,10 @@ struct StackChange {
 // fails, abandon() gives back the chunks it claimed.
 struct WriteLease {
   int fd;
-  std::shared_lock<std::shared_mutex> lock;
+  // Overlay::io_mu_, shared. A std lock, so that it can leave write_lease
+  // inside the lease: the analysis does not follow a lock across a return,
+  // and so does not see this one (io_mu_ guards no member; see overlay.h).
+  std::shared_lock<SharedMutex> lock;
   ChunkedPtr chunks;
   std::vector<uint64_t> claimed;
   void abandon() {
@@ -259,12 +266,14 @@ class Overlay {
   // freezes_top: change() freezes the top layer (a checkpoint), so first
   // every chunk map is persisted durably; if that fails, StoreError is
   // thrown before change() runs and nothing changes.
-  Invalidations change_stack(const std::function<StackChange()>& change, bool freezes_top = false);
-  // Only inside change_stack's callback: the open writable files whose data
-  // lives in one of the given layers, as "path (pid N)".
-  std::vector<std::string> writers_in_locked(const std::vector<std::string>& layer_ids) const;
-  // The path of a node from the root, for messages.
-  std::string path_of(const Node& node) const;
+  // change() is given the stack as it is. refuse_writers_in: layer ids
+  // whose files must not be open for writing (the layers that change()
+  // drops); if one is, StoreError names the files ("path (pid N)") and
+  // nothing changes.
+  Invalidations change_stack(const std::function<StackChange(const LayerStack& current)>& change,
+                             bool freezes_top = false,
+                             const std::vector<std::string>& refuse_writers_in = {})
+      EXCLUDES(io_mu_, tree_lock);
 
   Result<DirListing> list_dir(uint64_t ino);
   Status fsync_dir(uint64_t ino, bool datasync);
@@ -275,7 +284,8 @@ class Overlay {
   Status setxattr(uint64_t ino, const std::string& name, const std::string& value, int flags);
   Status removexattr(uint64_t ino, const std::string& name);
 
-  const LayerStack& stack() const { return stack_; }
+  // The stack now (a copy: another may replace it at any time).
+  LayerStack stack() const EXCLUDES(tree_lock);
 
  private:
   // What a name resolves to below a directory, before it becomes a Node.
@@ -289,92 +299,98 @@ class Overlay {
     ChunkedPtr chunks;
     bool via_index = false;
   };
-  Result<Probe> probe(Node& dir, const std::string& name) const;
+  Result<Probe> probe(Node& dir, const std::string& name) const REQUIRES_SHARED(tree_lock);
   // Before a create of dir/name: EEXIST if some layer has the name; the
   // error of a layer that cannot be searched (EACCES, EIO), since a name
   // that cannot be seen may be there and the new object would hide it; ok
   // only where every layer says the name is absent.
-  Status name_free(Node& dir, const std::string& name) const;
+  Status name_free(Node& dir, const std::string& name) const REQUIRES_SHARED(tree_lock);
   // The copy of hard-linked file ino in the index of the topmost store layer
   // above the layer named above_id (every store layer if empty) that has one.
-  bool index_copy(uint64_t ino, const std::string& above_id, Probe& p) const;
+  bool index_copy(uint64_t ino, const std::string& above_id, Probe& p) const
+      REQUIRES_SHARED(tree_lock);
   // p.chunks for a chunked copy in a store layer.
-  Status load_chunks(Probe& p) const;
+  Status load_chunks(Probe& p) const REQUIRES_SHARED(tree_lock);
   // The node for dir/name: probed below dir, then interned (see
   // InodeTable::intern) and, if the table knew the number, bound to the name
   // (see bind). Needs tree_mu_ held exclusively.
-  Result<NodePtr> resolve(const NodePtr& dir, const std::string& name, bool count);
+  Result<NodePtr> resolve(const NodePtr& dir, const std::string& name, bool count)
+      REQUIRES(tree_lock);
   // resolve() for a lookup, under the shared tree_mu_: the node is counted,
   // but where binding it would change it, *needs_exclusive is set and it
   // is left as it is, for the caller to resolve again under the exclusive
   // lock. Readers of a node's fields hold only the shared lock.
-  Result<NodePtr> resolve_shared(const NodePtr& dir, const std::string& name,
-                                 bool* needs_exclusive);
+  Result<NodePtr> resolve_shared(const NodePtr& dir, const std::string& name, bool* needs_exclusive)
+      REQUIRES_SHARED(tree_lock);
   // A new node for what dir/name is now, not yet in the table.
-  Result<NodePtr> probe_node(const NodePtr& dir, const std::string& name) const;
+  Result<NodePtr> probe_node(const NodePtr& dir, const std::string& name) const
+      REQUIRES_SHARED(tree_lock);
   // Makes n, a node the table already had, stand for dir/name, which now
   // resolves to the same number (fresh: as probed): a pinned node takes the
   // name; a node with a name gains it as an alias; a node that had lost
   // every name takes it and, if the number was reused for a new object of
   // its type, fresh's backing. Needs tree_mu_ held exclusively.
-  static void bind(Node& n, Node& fresh, const NodePtr& dir, const std::string& name);
+  static void bind(Node& n, Node& fresh, const NodePtr& dir, const std::string& name)
+      REQUIRES(tree_lock);
   // Whether bind(n, .., dir, name) would change n.
-  static bool needs_bind(const Node& n, const NodePtr& dir, const std::string& name);
-  Result<Entry> entry_for(const NodePtr& node);
-  Result<struct stat> stat_node(Node& node);
+  static bool needs_bind(const Node& n, const NodePtr& dir, const std::string& name)
+      REQUIRES_SHARED(tree_lock);
+  Result<Entry> entry_for(const NodePtr& node) REQUIRES_SHARED(tree_lock);
+  Result<struct stat> stat_node(Node& node) REQUIRES_SHARED(tree_lock);
   // The O_PATH fd of a node's backing object (see Node::fd). Needs tree_mu_
   // held, shared or exclusive.
-  Result<int> fd_of(Node& node);
+  Result<int> fd_of(Node& node) REQUIRES_SHARED(tree_lock) EXCLUDES(node.fd_mu);
   // The fd of dir.parts[i], opened again if it was closed (see DirPart).
   // Needs tree_mu_ held, shared or exclusive; takes dir's fd_mu, then its
   // parents', never the other way.
-  Result<int> part_fd(Node& dir, size_t i) const;
-  Result<int> backing(Node& node);
+  Result<int> part_fd(Node& dir, size_t i) const REQUIRES_SHARED(tree_lock) EXCLUDES(dir.fd_mu);
+  Result<int> backing(Node& node) REQUIRES_SHARED(tree_lock);
   // Path naming the node's backing object for xattr calls (symlinks, and
   // files whose fd is closed, are reached through their directory).
-  Result<std::string> xattr_path(Node& node);
-  Result<std::string> symlink_xattr_path(Node& node);
+  Result<std::string> xattr_path(Node& node) REQUIRES_SHARED(tree_lock);
+  Result<std::string> symlink_xattr_path(Node& node) REQUIRES_SHARED(tree_lock);
   // Records node's count of names below (Node::lower_links) in its copy.
-  void save_lower_links(Node& node);
+  void save_lower_links(Node& node) REQUIRES(tree_lock);
   // Sets node's fd, counting it. Needs node.fd_mu held.
-  static void adopt_fd(Node& node, UniqueFd fd);
+  static void adopt_fd(Node& node, UniqueFd fd) REQUIRES(node.fd_mu);
   // Keeps node's fd open for good: its name is about to go.
-  void pin(Node& node);
+  void pin(Node& node) REQUIRES(tree_lock);
   // Records dir/name as one more name of a file (see Node::aliases).
-  static void add_alias(Node& node, const NodePtr& dir, const std::string& name);
+  static void add_alias(Node& node, const NodePtr& dir, const std::string& name)
+      REQUIRES(tree_lock);
   // Makes dir/name the name node is known by; the one it had stays an alias.
-  static void set_name(Node& node, const NodePtr& dir, const std::string& name);
+  static void set_name(Node& node, const NodePtr& dir, const std::string& name) REQUIRES(tree_lock);
   // dir/name of node is about to go: forgets it as an alias; if it is the
   // name the node is known by, another alias still in place takes over, or
   // else the node is pinned.
-  void drop_name(Node& node, const NodePtr& dir, const std::string& name);
+  void drop_name(Node& node, const NodePtr& dir, const std::string& name) REQUIRES(tree_lock);
   // A file of the top that lost the name it was known by but keeps others
   // there: the kernel may reach it by those without a lookup. A later
   // copy-up (after a checkpoint) gets no name, so those names must find the
   // copy through the index, as the names of a lower hard link do.
-  Status index_survivor(Node& node);
+  Status index_survivor(Node& node) REQUIRES(tree_lock);
   // Closes node and directory part fds beyond the budget; takes tree_mu_
   // exclusively. Called on entry by every call that may reopen a closed
   // node fd (lookup, create, getattr, setattr, readlink, open, getxattr,
   // listxattr): a warm tree walk reopens them through getattr and getxattr
   // alone.
-  void trim_fds();
+  void trim_fds() EXCLUDES(tree_lock);
   Result<NodePtr> dir_node(uint64_t ino) const;
 
   // Copy-up and top-layer helpers; all need tree_mu_ held exclusively.
-  Result<int> top_dir(Node& dir);
-  Status copy_up(Node& node, CopyData data = CopyData::kContent);
+  Result<int> top_dir(Node& dir) REQUIRES(tree_lock);
+  Status copy_up(Node& node, CopyData data = CopyData::kContent) REQUIRES(tree_lock);
   // Makes tmp a chunked copy of node; for a reference, leaves the first
   // map's xattr value in *ref for copy_up to set last.
   Status copy_up_chunked(Node& node, const struct stat& st, const std::string& tmp, UniqueFd& tfd,
-                         CopyData data, std::string* ref);
-  bool lower_has(Node& dir, const std::string& name) const;
-  Result<struct stat> top_entry(Node& dir, const std::string& name);
-  Status place(Node& dir, const std::string& name, const std::string& tmp_name);
+                         CopyData data, std::string* ref) REQUIRES(tree_lock);
+  bool lower_has(Node& dir, const std::string& name) const REQUIRES_SHARED(tree_lock);
+  Result<struct stat> top_entry(Node& dir, const std::string& name) REQUIRES(tree_lock);
+  Status place(Node& dir, const std::string& name, const std::string& tmp_name) REQUIRES(tree_lock);
   std::string temp_name();
-  Status make_merged_empty(Node& dir);
-  Result<bool> merged_empty(Node& dir);
-  Status set_redirect(Node& dir);
+  Status make_merged_empty(Node& dir) REQUIRES(tree_lock);
+  Result<bool> merged_empty(Node& dir) REQUIRES_SHARED(tree_lock);
+  Status set_redirect(Node& dir) REQUIRES(tree_lock);
   // The permission bits to create an object with in dir's top directory
   // (top): mode less the caller's umask, or all of mode where the directory
   // has a default ACL and the object is made there (in_place), so that the
@@ -385,60 +401,89 @@ class Overlay {
   // Gives dir/name to its caller (with the set-ID bits of mode that
   // creation_mode held back) and returns its entry.
   Result<Entry> finish_create(const NodePtr& parent, const std::string& name, const Caller& caller,
-                              mode_t mode = 0);
-  Result<DirListing> list_dir_locked(Node& dir) const;
-  Result<int> reopen_handle(FileHandle& fh);
+                              mode_t mode = 0) REQUIRES(tree_lock);
+  Result<DirListing> list_dir_locked(Node& dir) const REQUIRES_SHARED(tree_lock);
+  Result<int> reopen_handle(FileHandle& fh) EXCLUDES(tree_lock);
   // The chunked files the table knows. Needs tree_mu_ held.
-  std::vector<ChunkedPtr> chunked_files_locked() const;
+  std::vector<ChunkedPtr> chunked_files_locked() const REQUIRES_SHARED(tree_lock);
   static Status flush_files(const std::vector<ChunkedPtr>& files, bool sync);
   // Points fh at its node's current backing. tree_mu_ held; fh not yet
   // shared or its mu_ held.
-  Status attach(FileHandle& fh, int flags);
+  Status attach(FileHandle& fh, int flags) REQUIRES_SHARED(tree_lock) REQUIRES(fh.mu_);
   // Frees the top's chunked copy of node if nothing reaches it any more:
   // no name (its data file's only link is the one in chunks/) and no open
   // handle (see chunked_file.h). Needs tree_mu_ held exclusively.
-  void free_if_unreachable(Node& node);
+  void free_if_unreachable(Node& node) REQUIRES(tree_lock);
   // The same for every chunked copy of the top. Needs tree_mu_ held
   // exclusively.
-  void collect_unreachable_locked();
+  void collect_unreachable_locked() REQUIRES(tree_lock);
   // Removes name from dir's top directory, leaving a whiteout if a lower
   // layer has the name.
-  Status remove_name(int top, const std::string& name, bool in_top, bool need_whiteout,
-                     bool is_dir);
+  Status remove_name(int top, const std::string& name, bool in_top, bool need_whiteout, bool is_dir)
+      REQUIRES(tree_lock);
   // Moves the top's entry from/name (src's) to to/newname, replacing what
   // the top has there (in_top: something; a directory only if src is one,
   // and then empty), and leaves a whiteout at from/name for the lower name
   // it hid. A crash at any point leaves the lower name hidden.
   Status move_leaving_whiteout(int from, const std::string& name, int to,
-                               const std::string& newname, const Node& src, bool in_top);
-  Invalidations invalidations_for(const std::vector<LayerPtr>& dropped) const;
-  void refresh_nodes(const std::vector<std::string>& dropped, bool view_changed);
+                               const std::string& newname, const Node& src, bool in_top)
+      REQUIRES(tree_lock);
+  Invalidations invalidations_for(const std::vector<LayerPtr>& dropped) const
+      REQUIRES_SHARED(tree_lock);
+  void refresh_nodes(const std::vector<std::string>& dropped, bool view_changed)
+      REQUIRES(tree_lock);
   // Points a pinned file at its newest copy in a store layer's index, where
   // every copy of it is (see index_survivor); false if none is.
-  bool refind_in_index(Node& node);
-  void register_handle(FileHandle* fh);
+  bool refind_in_index(Node& node) REQUIRES(tree_lock);
+  void register_handle(FileHandle* fh) EXCLUDES(handles_mu_);
+  // The open writable files whose data lives in one of the given layers,
+  // as "path (pid N)".
+  std::vector<std::string> writers_in(const std::vector<std::string>& layer_ids) const
+      REQUIRES_SHARED(tree_lock) EXCLUDES(handles_mu_);
+  // The path of a node from the root, for messages.
+  std::string path_of(const Node& node) const REQUIRES_SHARED(tree_lock);
+  // setattr with the times stripe of ino held if it needs it.
+  Result<struct stat> setattr_locked(uint64_t ino, const SetAttr& attr, FileHandle* fh)
+      EXCLUDES(tree_lock);
 
-  LayerStack stack_;
-  Whiteouts* whiteouts_;
-  int work_fd_;
-  Options opts_;
-  NodePtr root_;
-  InodeTable inodes_;
-  // Lock order: io_mu_, times_mu_ (one stripe at a time), tree_mu_,
-  // InodeTable::mu_, handles_mu_.
-  // io_mu_ is held shared by every write and exclusively by stack changes.
-  std::shared_mutex io_mu_;
+  // The lock order, every mutex of the daemon (clang checks the pairs it
+  // can name: ACQUIRED_BEFORE/AFTER):
+  //   LayerService calls (cli/mount.cc service_mu: one layer command or
+  //     lower revival at a time)
+  //   io_mu_
+  //   FileHandle::mu_ (one handle's)
+  //   times_mu_ (one stripe at a time)
+  //   tree_mu_ (tree_lock)
+  //   then these, none taken while another of them is held, except:
+  //     Node::fd_mu: a child's, then its parent's (fd_of, part_fd);
+  //     InodeTable::mu_: a node's last reference may go under it, and with
+  //       it a ChunkedFile, whose destructor takes its mu_;
+  //     handles_mu_, Whiteouts::mu_, ChunkedFile::mu_;
+  //   and leaves, under which nothing is taken: LowerWatch::mu_
+  //   (cli/mount.cc), sys::FaultEnv::mu_ (tests' injected faults, inside any
+  //   syscall, so under any of the above).
+  // io_mu_ is held shared by every write (its WriteLease) and exclusively
+  // by stack changes: it guards no member, but the backing files of the
+  // top, which a write must not reach once they froze.
+  SharedMutex io_mu_ ACQUIRED_BEFORE(tree_lock);
   // Serializes a write that keeps a file's mtime with a setattr of its
-  // times (see set_kernel_keeps_mtime); striped by inode number.
-  std::mutex& times_mu(uint64_t ino) { return times_mu_[ino % times_mu_.size()]; }
-  std::array<std::mutex, 64> times_mu_;
+  // times (see set_kernel_keeps_mtime); striped by inode number. Guards no
+  // member: the backing file's mtime.
+  StripedMutex<64> times_mu_ ACQUIRED_BEFORE(tree_lock);
+  mutable TreeMutex tree_mu_;
+  mutable Mutex handles_mu_ ACQUIRED_AFTER(tree_lock);
+
+  LayerStack stack_ GUARDED_BY(tree_lock);
+  Whiteouts* const whiteouts_;  // locks itself
+  const int work_fd_;
+  const Options opts_;
+  NodePtr root_;       // set by the constructor; its parts are TREE
+  InodeTable inodes_;  // locks itself
   std::atomic<bool> kernel_keeps_mtime_{false};
-  mutable std::shared_mutex tree_mu_;
   std::atomic<uint64_t> temp_counter_{0};
   std::atomic<uint64_t> stack_gen_{0};
-  long fd_budget_ = 4096;
-  mutable std::mutex handles_mu_;
-  std::unordered_set<FileHandle*> writers_;  // GUARDED_BY(handles_mu_)
+  long fd_budget_ = 4096;  // set by the constructor
+  std::unordered_set<FileHandle*> writers_ GUARDED_BY(handles_mu_);
 };
 
 }  // namespace cowfs

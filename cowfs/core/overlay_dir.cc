@@ -45,7 +45,7 @@ static Status create_entry(Overlay& ov, int top, int work, const std::string& na
 Result<Entry> Overlay::mknod(uint64_t parent, const std::string& name, mode_t mode, dev_t rdev,
                              const Caller& caller) {
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
-  std::unique_lock lock(tree_mu_);
+  TreeWriteLock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
   COWFS_TRY(name_free(**dir, name));
@@ -68,7 +68,7 @@ Result<Entry> Overlay::mknod(uint64_t parent, const std::string& name, mode_t mo
 Result<Entry> Overlay::mkdir(uint64_t parent, const std::string& name, mode_t mode,
                              const Caller& caller) {
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
-  std::unique_lock lock(tree_mu_);
+  TreeWriteLock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
   COWFS_TRY(name_free(**dir, name));
@@ -85,7 +85,7 @@ Result<Entry> Overlay::mkdir(uint64_t parent, const std::string& name, mode_t mo
 Result<Entry> Overlay::symlink(const std::string& target, uint64_t parent, const std::string& name,
                                const Caller& caller) {
   if (name.size() > NAME_MAX) return Errno{ENAMETOOLONG};
-  std::unique_lock lock(tree_mu_);
+  TreeWriteLock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
   COWFS_TRY(name_free(**dir, name));
@@ -100,7 +100,7 @@ Result<Entry> Overlay::symlink(const std::string& target, uint64_t parent, const
 
 Result<Entry> Overlay::link(uint64_t ino, uint64_t newparent, const std::string& newname) {
   if (newname.size() > NAME_MAX) return Errno{ENAMETOOLONG};
-  std::unique_lock lock(tree_mu_);
+  TreeWriteLock lock(tree_mu_);
   NodePtr n = inodes_.find(ino);
   if (!n) return Errno{ESTALE};
   if (n->is_dir()) return Errno{EPERM};
@@ -224,7 +224,7 @@ Status Overlay::move_leaving_whiteout(int from, const std::string& name, int to,
 }
 
 Status Overlay::unlink(uint64_t parent, const std::string& name) {
-  std::unique_lock lock(tree_mu_);
+  TreeWriteLock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
   auto child = resolve(*dir, name, false);
@@ -267,7 +267,7 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
 }
 
 Status Overlay::rmdir(uint64_t parent, const std::string& name) {
-  std::unique_lock lock(tree_mu_);
+  TreeWriteLock lock(tree_mu_);
   auto dir = dir_node(parent);
   if (!dir) return Errno{dir.error()};
   auto child = resolve(*dir, name, false);
@@ -313,7 +313,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
                        const std::string& newname, unsigned flags) {
   if (newname.size() > NAME_MAX) return Errno{ENAMETOOLONG};
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Errno{EINVAL};
-  std::unique_lock lock(tree_mu_);
+  TreeWriteLock lock(tree_mu_);
   auto sdir = dir_node(parent);
   if (!sdir) return Errno{sdir.error()};
   auto ddir = dir_node(newparent);
@@ -339,7 +339,9 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
   }
 
   // Both ends must be real entries of the top layer.
-  auto prepare = [&](const NodePtr& n) -> Status {
+  // (The lambdas are checked as functions of their own, which hold nothing:
+  // each says that it runs under the exclusive tree lock.)
+  auto prepare = [&](const NodePtr& n) REQUIRES(tree_lock) -> Status {
     if (!n->is_dir()) return copy_up(*n, CopyData::kReference);
     auto t = top_dir(*n);
     if (!t) return Errno{t.error()};
@@ -347,7 +349,8 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
   };
   // Copy-up places a file under the name it was reached by: the name being
   // renamed (or exchanged) certainly is one.
-  auto claim = [&](const NodePtr& n, const NodePtr& dir, const std::string& at) -> Status {
+  auto claim = [&](const NodePtr& n, const NodePtr& dir, const std::string& at)
+                   REQUIRES(tree_lock) -> Status {
     if (!n->is_dir()) set_name(*n, dir, at);
     COWFS_TRY(prepare(n));
     auto top = top_dir(*dir);
@@ -383,16 +386,17 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
 
   // A directory with no content below that lands where a lower name was
   // must hide what was there; one with a redirect already does.
-  auto needs_opaque = [&](const NodePtr& n, Node& to_dir, const std::string& to_name) {
+  auto needs_opaque = [&](const NodePtr& n, Node& to_dir,
+                          const std::string& to_name) REQUIRES(tree_lock) {
     return n->is_dir() && n->parts.size() == 1 && lower_has(to_dir, to_name);
   };
-  auto mark_opaque = [&](const NodePtr& n) -> Status {
+  auto mark_opaque = [&](const NodePtr& n) REQUIRES(tree_lock) -> Status {
     auto fd = part_fd(*n, 0);
     if (!fd) return Errno{fd.error()};
     return sys::set_xattr(*fd, kOpaqueXattr, "y", 0);
   };
   // A moved directory's parts are no longer found by its name.
-  auto fix_parts = [](const NodePtr& n) {
+  auto fix_parts = [](const NodePtr& n) REQUIRES(tree_lock) {
     if (!n || !n->is_dir()) return;
     for (auto& part : n->parts) part.fixed = true;
   };
@@ -481,7 +485,7 @@ Result<DirListing> Overlay::list_dir_locked(Node& dir) const {
 }
 
 Result<DirListing> Overlay::list_dir(uint64_t ino) {
-  std::shared_lock lock(tree_mu_);
+  TreeReadLock lock(tree_mu_);
   auto dir = dir_node(ino);
   if (!dir) return Errno{dir.error()};
   return list_dir_locked(**dir);

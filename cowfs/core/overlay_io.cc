@@ -3,9 +3,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include <mutex>
-#include <optional>
-
 #include "cowfs/core/overlay.h"
 #include "cowfs/sys/syscalls.h"
 
@@ -20,24 +17,22 @@ Result<size_t> Overlay::write(FileHandle& fh, off_t offset, size_t length, const
     lease->abandon();
     return Errno{s.error()};
   }
-  std::unique_lock times(times_mu(fh.node->ino), std::defer_lock);
-  std::optional<struct timespec> mtime;
-  if (kernel_keeps_mtime_.load()) {
-    times.lock();
+  ssize_t n = 0;
+  if (!kernel_keeps_mtime_.load()) {
+    n = copy_in(lease->fd, offset);
+  } else {
+    StripeLock times(times_mu_, fh.node->ino);
     auto st = sys::stat_fd(lease->fd);
     if (!st) {
       lease->abandon();
       return Errno{st.error()};
     }
-    mtime = st->st_mtim;
-  }
-  const ssize_t n = copy_in(lease->fd, offset);
-  if (mtime) {
+    n = copy_in(lease->fd, offset);
     // Not reported: the bytes are written, and an error would make the
     // caller retry a write that happened. A time that cannot be put back is
     // the write's own, as without the writeback cache, until the kernel
     // sends its times.
-    const struct timespec t[2] = {{0, UTIME_OMIT}, *mtime};
+    const struct timespec t[2] = {{0, UTIME_OMIT}, st->st_mtim};
     (void)sys::utimens_fd(lease->fd, t);
   }
   if (n < static_cast<ssize_t>(length)) lease->abandon();

@@ -58,9 +58,9 @@ std::string Overlay::path_of(const Node& node) const {
   return out;
 }
 
-std::vector<std::string> Overlay::writers_in_locked(const std::vector<std::string>& ids) const {
+std::vector<std::string> Overlay::writers_in(const std::vector<std::string>& ids) const {
   std::vector<std::string> out;
-  std::lock_guard lock(handles_mu_);
+  MutexLock lock(handles_mu_);
   for (const FileHandle* fh : writers_) {
     const LayerPtr& layer = fh->node->backing_layer();
     if (layer && contains(ids, layer->id)) {
@@ -110,9 +110,10 @@ Invalidations Overlay::invalidations_for(const std::vector<LayerPtr>& dropped) c
   // new generation (see refresh_nodes).
   for (const auto& n : nodes) {
     if (n->is_dir()) continue;
+    const LayerPtr layer = n->layer;
     const bool copy_dropped =
-        n->layer && std::any_of(dropped.begin(), dropped.end(),
-                                [&](const LayerPtr& l) { return l->id == n->layer->id; });
+        layer && std::any_of(dropped.begin(), dropped.end(),
+                             [&](const LayerPtr& l) { return l->id == layer->id; });
     if (!copy_dropped && !inodes.contains(n->ino)) continue;
     inodes.insert(n->ino);
     if (n->parent && !n->unlinked) inv.entries.emplace_back(n->parent->ino, n->name);
@@ -132,7 +133,7 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
     if (fd) root_->parts.emplace_back(layer, fd.take(), true);
   }
   auto nodes = inodes_.snapshot();
-  auto depth = [](const NodePtr& n) {
+  auto depth = [](const NodePtr& n) REQUIRES(tree_lock) {
     int d = 0;
     for (const Node* p = n->parent.get(); p != nullptr; p = p->parent.get()) ++d;
     return d;
@@ -168,7 +169,7 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
       } else {
         n->layer = p->layer;
         {
-          std::lock_guard lock(n->fd_mu);
+          MutexLock lock(n->fd_mu);
           adopt_fd(*n, std::move(p->fd));
         }
         n->via_index = p->via_index;
@@ -185,9 +186,20 @@ void Overlay::refresh_nodes(const std::vector<std::string>& dropped, bool view_c
   }
 }
 
-Invalidations Overlay::change_stack(const std::function<StackChange()>& change, bool freezes_top) {
-  std::unique_lock io(io_mu_);
-  std::unique_lock tree(tree_mu_);
+Invalidations Overlay::change_stack(
+    const std::function<StackChange(const LayerStack& current)>& change, bool freezes_top,
+    const std::vector<std::string>& refuse_writers_in) {
+  WriterLock io(io_mu_);
+  TreeWriteLock tree(tree_mu_);
+  if (!refuse_writers_in.empty()) {
+    auto writers = writers_in(refuse_writers_in);
+    if (!writers.empty()) {
+      std::string list;
+      for (const auto& w : writers) list += (list.empty() ? "" : ", ") + w;
+      throw StoreError("files of the layers to drop are open for writing: " + list +
+                       "; close them (stop the writers) and retry");
+    }
+  }
   // Frozen layers must hold their chunk maps, durably, before they freeze:
   // a frozen layer is never written again, so a map it lacks is lost.
   if (freezes_top) {
@@ -199,7 +211,7 @@ Invalidations Overlay::change_stack(const std::function<StackChange()>& change, 
   // A layer about to freeze is never collected again; compact and the rest
   // are the collector's turn too.
   collect_unreachable_locked();
-  StackChange c = change();
+  StackChange c = change(stack_);
   Invalidations inv;
   if (c.view_changed) {
     std::vector<LayerPtr> gone;

@@ -27,7 +27,7 @@ Status Whiteouts::init(int whiteouts_dirfd, dev_t store_dev) {
   dev_ = store_dev;
   auto entries = sys::read_dir(dirfd_);
   if (!entries) return Errno{entries.error()};
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   for (const auto& e : *entries) {
     if (e.name.size() < 2 || e.name[0] != 'w') continue;
     inos_.insert(e.ino);
@@ -52,17 +52,17 @@ Status Whiteouts::add_sentinel() {
 
 bool Whiteouts::is_whiteout(const struct stat& st) const {
   if (!S_ISREG(st.st_mode) || st.st_dev != dev_) return false;
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return inos_.contains(st.st_ino);
 }
 
 bool Whiteouts::is_whiteout_ino(ino_t ino) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return inos_.contains(ino);
 }
 
 Status Whiteouts::make(int dirfd, const char* name) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::string sentinel = "w" + std::to_string(current_);
     Status s = sys::link_at(dirfd_, sentinel.c_str(), dirfd, name, 0);

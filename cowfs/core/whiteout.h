@@ -14,19 +14,20 @@
 // xattrs in the "user.cowfs." namespace are stored escaped (see
 // xattr_names.h) so they never collide with these.
 //
-// Thread-safety: is_whiteout() may be called concurrently; make() takes an
-// internal lock.
+// Thread-safety: every member but init() may be called concurrently; they
+// lock mu_, a leaf taken under the tree lock.
 #pragma once
 
 #include <sys/stat.h>
 
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <unordered_set>
 #include <vector>
 
+#include "cowfs/core/tree_lock.h"
+#include "cowfs/sys/mutex.h"
 #include "cowfs/sys/result.h"
+#include "cowfs/sys/thread_annotations.h"
 
 namespace cowfs {
 
@@ -42,21 +43,22 @@ class Whiteouts {
   // Loads (or creates the first) sentinel in the store's whiteouts/ dir.
   Status init(int whiteouts_dirfd, dev_t store_dev);
 
-  bool is_whiteout(const struct stat& st) const;
+  bool is_whiteout(const struct stat& st) const EXCLUDES(mu_);
   // For readdir: store layers share the store's device, so d_ino suffices.
-  bool is_whiteout_ino(ino_t ino) const;
+  bool is_whiteout_ino(ino_t ino) const EXCLUDES(mu_);
 
   // Creates a whiteout called name in dirfd (a store directory).
-  Status make(int dirfd, const char* name);
+  Status make(int dirfd, const char* name) EXCLUDES(mu_);
 
  private:
-  Status add_sentinel();
+  Status add_sentinel() REQUIRES(mu_);
 
+  // Set by init(), before any other call.
   int dirfd_ = -1;
   dev_t dev_ = 0;
-  mutable std::shared_mutex mu_;
-  std::unordered_set<ino_t> inos_;  // GUARDED_BY(mu_)
-  int current_ = -1;                // GUARDED_BY(mu_); index of the sentinel in use
+  mutable SharedMutex mu_ ACQUIRED_AFTER(tree_lock);
+  std::unordered_set<ino_t> inos_ GUARDED_BY(mu_);
+  int current_ GUARDED_BY(mu_) = -1;  // index of the sentinel in use
 };
 
 }  // namespace cowfs

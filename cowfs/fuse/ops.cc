@@ -337,7 +337,11 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fu
   guarded(req, "write", [&] {
     const size_t size = fuse_buf_size(in);
     auto n = ov(req).write(*handle(fi), off, size, caller_of(req), [in, size](int fd, off_t at) {
-      fuse_bufvec out = FUSE_BUFVEC_INIT(size);
+      // FUSE_BUFVEC_INIT(size), without its compound literal (C99, which
+      // clang's -Wpedantic rejects in C++).
+      fuse_bufvec out{};
+      out.count = 1;
+      out.buf[0].size = size;
       out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
       out.buf[0].fd = fd;
       out.buf[0].pos = at;

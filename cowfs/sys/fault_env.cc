@@ -23,30 +23,30 @@ std::string fd_path(int fd) {
 }  // namespace
 
 size_t FaultEnv::add(Fault f) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   faults_.push_back({std::move(f)});
   return faults_.size() - 1;
 }
 
 void FaultEnv::clear() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   faults_.clear();
 }
 
 uint64_t FaultEnv::calls(Op op) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return calls_[static_cast<int>(op)];
 }
 
 uint64_t FaultEnv::injected(size_t index) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return index < faults_.size() ? faults_[index].failed : 0;
 }
 
 int FaultEnv::decide(Call call, bool needs_path) {
   // The fd's path only when some predicate may look at it: resolving it
   // is a syscall of its own.
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   ++calls_[static_cast<int>(call.op)];
   bool resolved = !needs_path;
   for (auto& a : faults_) {

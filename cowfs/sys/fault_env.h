@@ -26,12 +26,13 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "cowfs/sys/env.h"
+#include "cowfs/sys/mutex.h"
+#include "cowfs/sys/thread_annotations.h"
 
 namespace cowfs::sys {
 
@@ -80,11 +81,13 @@ class FaultEnv : public Env {
     uint64_t failed = 0;
   };
   // The errno to fail call with, or 0 to let it through.
-  int decide(Call call, bool needs_path);
+  int decide(Call call, bool needs_path) EXCLUDES(mu_);
 
-  mutable std::mutex mu_;
-  std::vector<Armed> faults_;
-  uint64_t calls_[6] = {};
+  // A leaf, taken inside any syscall of the daemon (so under any of its
+  // locks); nothing is taken under it.
+  mutable Mutex mu_;
+  std::vector<Armed> faults_ GUARDED_BY(mu_);
+  uint64_t calls_[6] GUARDED_BY(mu_) = {};
 };
 
 // A path-substring predicate for Fault::match.

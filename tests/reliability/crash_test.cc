@@ -393,8 +393,10 @@ TEST(CrashTest, KillDuringCheckpointsAndRewinds) {
           << "checkpoint " << l << " reported success but is gone after kill -9";
     }
     for (const auto& [id, m] : frozen) {
+      // (clang 14 cannot capture a structured binding.)
+      const std::string& frozen_id = id;
       bool still =
-          std::any_of(now.begin(), now.end(), [&](const auto& p) { return p.first == id; });
+          std::any_of(now.begin(), now.end(), [&](const auto& p) { return p.first == frozen_id; });
       EXPECT_TRUE(still) << "frozen layer " << id << " from an earlier round vanished";
       if (still) {
         EXPECT_EQ(diff(m, env.layer(id), kFrozenFields), "") << "frozen layer " << id;
