@@ -14,6 +14,8 @@ packages=(
   # Database servers on the mount (services, server engines): the tests start
   # their own servers, never the ones Debian sets up.
   postgresql-15 postgresql-client-15 libpq-dev mariadb-server mariadb-client libmariadb-dev
+  # The report page is checked in headless Chromium (tests, docs/report.png).
+  chromium fonts-dejavu-core
 )
 
 missing=()
