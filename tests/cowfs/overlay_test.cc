@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 
 #include "tests/cowfs/overlay_fixture.h"
 
@@ -233,18 +234,47 @@ TEST_F(OverlayTest, NameTooLong) {
   EXPECT_TRUE(overlay_->mkdir(kRootIno, std::string(255, 'n'), 0755, me_));
 }
 
+// Bytes the files under dir take on disk (st_blocks), not their sizes: a
+// copy of data shows here, a sparse or metadata-only one does not.
+uint64_t allocated_bytes(const std::string& dir) {
+  uint64_t total = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    struct stat st {};
+    if (::lstat(e.path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      total += static_cast<uint64_t>(st.st_blocks) * 512;
+    }
+  }
+  return total;
+}
+
 TEST_F(OverlayTest, MetadataChangeKeepsDataAndLowerIntact) {
-  write_lower("f", "data");
+  // Big enough to be copied up by chunk: a chmod must copy none of its data.
+  std::string data(4 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 26);
+  write_lower("f", data);
+  write_lower("small", "data");
   mount();
-  SetAttr a;
-  a.mode = true;
-  a.values.st_mode = 0600;
-  ASSERT_TRUE(overlay_->setattr(*walk("f"), a, nullptr));
-  EXPECT_EQ(overlay_->getattr(*walk("f"))->st_mode & 07777, 0600u);
-  EXPECT_EQ(read("f"), "data");
-  struct stat st {};
-  ::stat((lower_ + "/f").c_str(), &st);
-  EXPECT_NE(st.st_mode & 07777, 0600u);
+  const uint64_t store_before = allocated_bytes(root_ + "/store");
+  for (const char* name : {"f", "small"}) {
+    SetAttr a;
+    a.mode = true;
+    a.values.st_mode = 0600;
+    ASSERT_TRUE(overlay_->setattr(*walk(name), a, nullptr)) << name;
+    auto attr = overlay_->getattr(*walk(name));
+    ASSERT_TRUE(attr) << name;
+    EXPECT_EQ(attr->st_mode & 07777, 0600u) << name;
+    struct stat st {};
+    ASSERT_EQ(::stat((lower_ + "/" + name).c_str(), &st), 0) << name;
+    EXPECT_NE(st.st_mode & 07777, 0600u) << name << ": the lower changed";
+  }
+  EXPECT_EQ(read("f"), data);
+  EXPECT_EQ(read("small"), "data");
+  // The small file is copied whole (one block); the big one costs its
+  // metadata only, far less than one chunk.
+  EXPECT_LT(allocated_bytes(root_ + "/store") - store_before, 64u << 10);
+  mount();
+  EXPECT_EQ(overlay_->getattr(*walk("f"))->st_mode & 07777, 0600u) << "after remount";
+  EXPECT_EQ(read("f"), data);
 }
 
 TEST_F(OverlayTest, DeleteThenRecreateShowsNoOldBytes) {

@@ -20,9 +20,10 @@ namespace {
 using namespace cowfs_it;
 using namespace std::chrono_literals;
 
-void skip_unless_root() {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root for the read-only bind mounts";
-}
+// A macro, not a function: GTEST_SKIP() returns from the function it is
+// written in, so it must expand in the test's own body to end the test.
+#define SKIP_UNLESS_ROOT() \
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for the read-only bind mounts"
 
 void populate_small(const std::string& root) {
   write_file(root + "/f.txt", "lower\n");
@@ -48,7 +49,7 @@ std::string state_of(const std::string& path) {
 }
 
 TEST(HostileTest, BadMountRequestsFailCleanly) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   TempDir tmp("cowfs-hostile");
   const std::string lower = tmp.mkdir("lower");  // writable: so "nothing created" is checkable
   populate_small(lower);
@@ -152,7 +153,7 @@ TEST(HostileTest, BadMountRequestsFailCleanly) {
 }
 
 TEST(HostileTest, RelativePathsWork) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   TempDir tmp("cowfs-relative");
   std::string src = tmp.mkdir("lower-src");
   populate_small(src);
@@ -175,7 +176,7 @@ TEST(HostileTest, RelativePathsWork) {
 }
 
 TEST(HostileTest, SecondCowfsOnTheSameStore) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   CrashEnv env("cowfs-second", populate_small);
   env.mount_now();
   write_file(env.m("mine.txt"), "first mount\n");
@@ -231,21 +232,21 @@ struct CorruptFixture {
 };
 
 TEST(HostileTest, CorruptStoreGarbageStack) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   CorruptFixture f;
   write_file(f.env.store() + "/stack", std::string("\x01\x02garbage\nmore garbage\n"));
   f.expect_refused({"stack"});
 }
 
 TEST(HostileTest, CorruptStoreEmptyStack) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   CorruptFixture f;
   write_file(f.env.store() + "/stack", "");
   f.expect_refused({"stack"});
 }
 
 TEST(HostileTest, CorruptStoreStackNamesMissingLayer) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   CorruptFixture f;
   std::string stack = slurp(f.env.store() + "/stack");
   stack.replace(stack.find(f.frozen_id), f.frozen_id.size(), "deadbeef-0-0");
@@ -254,14 +255,14 @@ TEST(HostileTest, CorruptStoreStackNamesMissingLayer) {
 }
 
 TEST(HostileTest, CorruptStoreGarbageFormat) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   CorruptFixture f;
   write_file(f.env.store() + "/format", "cowfs-store 99\n");
   f.expect_refused({"format"});
 }
 
 TEST(HostileTest, CorruptStoreMissingFormat) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   CorruptFixture f;
   ASSERT_EQ(err(::unlink((f.env.store() + "/format").c_str())), 0);
   f.expect_refused({"format"});
@@ -307,13 +308,13 @@ void check_damaged_map(CorruptFixture& f, const std::string& damage) {
 }
 
 TEST(HostileTest, CorruptStoreGarbageChunkMap) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   CorruptFixture f;
   check_damaged_map(f, "this is not a chunk map\n\x01\x02\x03");
 }
 
 TEST(HostileTest, CorruptStoreTruncatedChunkMap) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   CorruptFixture f;
   ASSERT_FALSE(f.map_path.empty());
   std::string m = slurp(f.map_path);
@@ -338,7 +339,7 @@ void populate_names(const std::string& root) {
 }
 
 TEST(HostileTest, NamesWithNewlinesAndMaximalNames) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   CrashEnv env("cowfs-names", populate_names);
   env.mount_now();
   // Newlines.
@@ -410,7 +411,7 @@ TEST(HostileTest, NamesWithNewlinesAndMaximalNames) {
 // time. The lower is compared by its directory's stat, not a full manifest
 // (1M lstat+listxattr calls would dominate the test).
 TEST(HostileTest, LowerDirectoryWithAMillionEntries) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   const int n = static_cast<int>(env_long("HOSTILE_MILLION", 1'000'000));
   TempDir tmp("cowfs-million");
   const std::string src = tmp.mkdir("lower-src");
@@ -476,7 +477,7 @@ TEST(HostileTest, LowerDirectoryWithAMillionEntries) {
 // the mount survives (top-layer files work), and it recovers once the lower
 // is mounted again at the same path.
 TEST(HostileTest, LowerDisappearsWhileMounted) {
-  skip_unless_root();
+  SKIP_UNLESS_ROOT();
   TempDir tmp("cowfs-vanish");
   const std::string data = tmp.mkdir("data");
   for (int i = 0; i < 6; ++i)
