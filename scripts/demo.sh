@@ -65,9 +65,10 @@ build() {
 }
 
 # Everything observable about production: names, types, sizes, modes,
-# mtimes and content.
+# owners, link counts, symlink targets, mtimes, ctimes and content (a
+# read-only bind keeps even the ctimes).
 checksum_prod() {
-  (cd "$PROD" && find . -printf '%p %y %s %m %T@\n' | LC_ALL=C sort &&
+  (cd "$PROD" && find . -printf '%p %y %s %m %U:%G %n %T@ %C@ %l\n' | LC_ALL=C sort &&
     find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
 }
 
