@@ -11,9 +11,10 @@
 #
 # It installs what is missing, builds, generates production, checksums it,
 # creates a workspace, mounts, runs the whole upgrade (steps/) with
-# progress, prints `report` and `diff`, reruns the last increment, resets,
-# and checksums production again: the two must match. Mounts are removed
-# on exit, error or Ctrl-C.
+# progress, prints `report` and `diff`, reruns the last increment, writes
+# the report page (DIR/report.html), resets, and checksums production again:
+# the two must match; its last line is the report page's path. Mounts are
+# removed on exit, error or Ctrl-C.
 #
 # Environment: BUILD_DIR (default build), JOBS (default nproc).
 set -euo pipefail
@@ -145,6 +146,9 @@ rehearse_upgrade() {
   say "rerun the last increment alone (the edit-rerun loop: earlier ones are not replayed)"
   "$REHEARSE" -C "$WS" rerun 2.1
   "$REHEARSE" -C "$WS" status
+  say "the report page: timeline, downtime, changes, history, the rerun compared with run #1"
+  REPORT_PAGE=$DIR/report.html
+  "$REHEARSE" -C "$WS" report --html "$REPORT_PAGE" --compare 1
 }
 
 reset_and_prove() {
@@ -177,6 +181,7 @@ main() {
   rehearse_upgrade
   reset_and_prove
   say "done: explore with \`$REHEARSE -C $WS status|history|report\`"
+  echo "report page: $REPORT_PAGE"
 }
 
 main "$@"

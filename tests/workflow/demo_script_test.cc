@@ -41,6 +41,11 @@ TEST(DemoScript, RunsTheWholeRehearsalAndProvesProductionUntouched) {
     EXPECT_NE((r.out + r.err).find(part), std::string::npos) << "missing '" << part << "' in\n"
                                                              << r.out << r.err;
   }
+  // It ends with the report page's path.
+  const std::string page = tmp.sub("demo/report.html");
+  EXPECT_TRUE(r.out.ends_with("report page: " + page + "\n")) << r.out;
+  EXPECT_NE(read_file(page).find("<g class=\"increment\" data-version=\"2.1\""),
+            std::string::npos);
   EXPECT_TRUE(mounts_under(tmp.path()).empty());
   // Production is generated once: a second run reuses it.
   EXPECT_TRUE(std::filesystem::exists(tmp.sub("demo/prod/var/filestorage/Data.sqlite")));
