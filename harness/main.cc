@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   ReportOptions report;
   StampOptions stamp;
   ExecOptions exec;
+  RefreshOptions refresh;
   std::vector<std::pair<CLI::App*, std::function<int()>>> commands = {
       {setup_init(app, init), [&] { return run_init(g, init); }},
       {setup_mount(app, mount), [&] { return run_mount(g, mount); }},
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
       {setup_report(app, report), [&] { return run_report(g, report); }},
       {setup_stamp(app, stamp), [&] { return run_stamp(g, stamp); }},
       {setup_exec(app, exec), [&] { return run_exec(g, exec); }},
+      {setup_refresh(app, refresh), [&] { return run_refresh(g, refresh); }},
   };
   try {
     app.parse(argc, argv);

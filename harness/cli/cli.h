@@ -160,6 +160,17 @@ struct ExecOptions {
 CLI::App* setup_exec(CLI::App& app, ExecOptions& o);
 int run_exec(const Globals& g, const ExecOptions& o);
 
+struct RefreshOptions {
+  std::string from, to, blob_dir, rsh;
+  bool umount = false, blobs_existing_only = false, compress = false, no_reset = false;
+};
+CLI::App* setup_refresh(CLI::App& app, RefreshOptions& o);
+int run_refresh(const Globals& g, const RefreshOptions& o);
+// Where scripts/refresh-prod.sh is: $REHEARSE_REFRESH_SCRIPT, else beside
+// the executable, else PREFIX/share/rehearse, else the source tree it was
+// built from, else refresh-prod.sh from $PATH.
+std::string find_refresh_script();
+
 // How a data-changing command reaches the data.
 enum class DataAccess {
   kMount,    // through the cowfs mount (mounted first if needed)
