@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   StampOptions stamp;
   ExecOptions exec;
   RefreshOptions refresh;
+  BisectOptions bisect;
   std::vector<std::pair<CLI::App*, std::function<int()>>> commands = {
       {setup_init(app, init), [&] { return run_init(g, init); }},
       {setup_mount(app, mount), [&] { return run_mount(g, mount); }},
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
       {setup_stamp(app, stamp), [&] { return run_stamp(g, stamp); }},
       {setup_exec(app, exec), [&] { return run_exec(g, exec); }},
       {setup_refresh(app, refresh), [&] { return run_refresh(g, refresh); }},
+      {setup_bisect(app, bisect), [&] { return run_bisect(g, bisect); }},
   };
   try {
     app.parse(argc, argv);

@@ -160,6 +160,13 @@ struct ExecOptions {
 CLI::App* setup_exec(CLI::App& app, ExecOptions& o);
 int run_exec(const Globals& g, const ExecOptions& o);
 
+struct BisectOptions {
+  std::string good, bad;
+  std::vector<std::string> command;
+};
+CLI::App* setup_bisect(CLI::App& app, BisectOptions& o);
+int run_bisect(const Globals& g, const BisectOptions& o);
+
 struct RefreshOptions {
   std::string from, to, blob_dir, rsh;
   bool umount = false, blobs_existing_only = false, compress = false, no_reset = false;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "harness/bisect.h"
 #include "harness/cli/cli.h"
 #include "harness/db.h"
 #include "harness/duration.h"
@@ -62,6 +63,14 @@ Session open_session(const Globals& g, bool lock, bool with_journal) {
                       "init` again in a fresh directory");
   }
   if (lock) s.lock = std::make_unique<WorkspaceLock>(s.ws.lock_path());
+  // Layers a killed `bisect` set aside go back before anything else.
+  if (lock && LayerHold(s.ws.store()).held()) {
+    if (cowfs_mounted_at(s.ws.config.mountpoint)) {
+      CowfsCli(find_cowfs_binary(), s.ws.store()).umount(s.ws.config.mountpoint);
+    }
+    LayerHold(s.ws.store()).restore();
+    std::cerr << "rehearse: put back the layers an interrupted bisect had set aside\n";
+  }
   // Never created here: a missing journal would otherwise become an empty
   // one, and the next run would replay every increment over upgraded data.
   if (!with_journal) {
