@@ -163,10 +163,15 @@ int run_bisect(const Globals& g, const BisectOptions& o) {
     std::vector<std::string> labels = LayerHold(s.ws.store()).frozen_labels();
     std::vector<Point> points = {Point{}};
     for (const auto& a : s.journal->applied()) {
-      if (a.state != "applied" || a.layer.empty()) {
-        return fail("increment " + a.version + " is " +
-                        (a.state == "stamped" ? "stamped" : a.state) +
-                        " and has no checkpoint to bisect over; run `rehearse run` (or reset)",
+      // A stamped version has a checkpoint too (its steps are not known).
+      if (a.state == "committing") {
+        return fail("the commit of " + a.version +
+                        " was interrupted; run `rehearse run` to finish it, then bisect",
+                    1);
+      }
+      if (a.layer.empty()) {
+        return fail("increment " + a.version +
+                        " was applied in place and has no checkpoint; bisect needs checkpoints",
                     1);
       }
       size_t i = 0;
@@ -234,13 +239,14 @@ int run_bisect(const Globals& g, const BisectOptions& o) {
         std::cout << "first bad increment: " << p.version << " (the check passes after "
                   << points[first - 1].name() << " and fails after " << p.version << ")\n";
         std::cout << "first error: " << seen[first].first_error << "\n";
-        std::cout << "steps of " << p.version << ":";
+        std::string steps;
         if (p.commit_id) {
           if (auto c = s.journal->commit(*p.commit_id)) {
-            for (const auto& st : c->steps) std::cout << " " << st.step;
+            for (const auto& st : c->steps) steps += " " + st.step;
           }
         }
-        std::cout << "\n";
+        std::cout << "steps of " << p.version << ":"
+                  << (steps.empty() ? " none recorded (a stamped version)" : steps) << "\n";
       }
     } catch (const Bisector::Interrupted&) {
       rc = 130;

@@ -2,6 +2,7 @@
 // where the third (1.2) breaks a check. It names 1.2, runs no step, and
 // leaves the workspace as it was (the same layers, the same files, mounted).
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -201,6 +202,39 @@ TEST_F(Bisect, AKilledBisectIsPutBackByTheNextCommand) {
   EXPECT_EQ(layers(), layers_before);
   EXPECT_TRUE(mounted());
   EXPECT_EQ(files(), files_before);
+}
+
+TEST_F(Bisect, CtrlCStopsTheCheckAndLeavesTheWorkspaceAsItWas) {
+  write_five_increments();
+  ASSERT_EQ(rehearse({"run"}).exit_code, 0);
+  const std::string layers_before = layers();
+  const auto files_before = files();
+  const std::string hang = ws() + "/hang.sh";
+  const std::string marker = ws() + "/hanging";
+  write_file(hang, "#!/bin/sh\ntouch " + marker + "\nsleep 600\n", 0755);
+  Background bg(argv({"bisect", "--", hang}));
+  ASSERT_TRUE(wait_until([&] { return fs::exists(marker); }, std::chrono::seconds(60))) << bg.err();
+  bg.signal(SIGINT);
+  CliResult r = bg.wait();
+  EXPECT_EQ(r.exit_code, 130) << r.describe();
+  EXPECT_NE(r.err.find("interrupted; the workspace is as it was"), std::string::npos)
+      << r.describe();
+  EXPECT_FALSE(fs::exists(ws() + "/.rehearse/store/bisect"));
+  EXPECT_EQ(layers(), layers_before);
+  EXPECT_TRUE(mounted());
+  EXPECT_EQ(files(), files_before);
+}
+
+TEST_F(Bisect, AStampedVersionIsACheckpointWithoutSteps) {
+  write_five_increments();
+  ASSERT_EQ(rehearse({"run"}).exit_code, 0);
+  CliResult st = rehearse({"stamp", "1.4"});
+  ASSERT_EQ(st.exit_code, 0) << st.describe();
+  CliResult b = rehearse({"bisect", "--", check_});
+  EXPECT_EQ(b.exit_code, 0) << b.describe();
+  EXPECT_NE(b.out.find("first bad increment: 1.4"), std::string::npos) << b.describe();
+  EXPECT_NE(b.out.find("steps of 1.4: none recorded (a stamped version)"), std::string::npos)
+      << b.describe();
 }
 
 }  // namespace
