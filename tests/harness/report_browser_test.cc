@@ -110,5 +110,34 @@ TEST_F(ReportBrowser, PageHasOneBarPerIncrementTheDowntimeAndIsNotBlank) {
       << blank_size << " bytes)";
 }
 
+// scripts/report-screenshot.sh, which makes the README's docs/report.png:
+// a PNG of the asked size from the page; bad input is one line.
+TEST_F(ReportBrowser, ScreenshotScriptMakesAPngOfThePage) {
+  write_mini_steps();
+  ASSERT_EQ(rehearse({"run"}).exit_code, 0);
+  const std::string page = ws() + "/report.html", png_path = ws() + "/out/shot.png";
+  ASSERT_EQ(rehearse({"report", "--html", page}).exit_code, 0);
+  const std::string script = std::string(REPO_ROOT) + "/scripts/report-screenshot.sh";
+  CliResult r =
+      Background({script, "--page", page, "--out", png_path, "--width", "1000", "--height", "800"})
+          .wait();
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.out, png_path + "\n");
+  std::string png = read_file(png_path);
+  ASSERT_GT(png.size(), 24u);
+  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_EQ(be32(png, 16), 1000u);
+  EXPECT_EQ(be32(png, 20), 800u);
+
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{script, "--page", ws() + "/none.html", "--out", png_path},
+        {script, "--width", "wide"},
+        {script, "--bogus"}}) {
+    CliResult b = Background(bad).wait();
+    EXPECT_NE(b.exit_code, 0) << b.describe();
+    EXPECT_EQ(count(b.err, "\n"), 1u) << b.describe();
+  }
+}
+
 }  // namespace
 }  // namespace rehearse_test
