@@ -3,6 +3,7 @@
 // leaves the workspace as it was (the same layers, the same files, mounted).
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -148,6 +149,20 @@ TEST_F(Bisect, RefusesAnUnmountedOrBusyWorkspaceAndBadInputWithOneLine) {
     EXPECT_EQ(busy.exit_code, 1) << busy.describe();
     EXPECT_EQ(one_line(busy), 1) << busy.describe();
     EXPECT_NE(busy.err.find("in use"), std::string::npos) << busy.describe();
+    EXPECT_TRUE(mounted());
+    EXPECT_EQ(layers(), layers_before);
+  }
+
+  // Another rehearse holding the workspace: refused, nothing changed.
+  {
+    int fd = ::open((ws() + "/.rehearse/lock").c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+    CliResult busy = rehearse({"bisect", "--", check_});
+    ::close(fd);
+    EXPECT_EQ(busy.exit_code, 1) << busy.describe();
+    EXPECT_EQ(one_line(busy), 1) << busy.describe();
+    EXPECT_NE(busy.err.find("the workspace is busy"), std::string::npos) << busy.describe();
     EXPECT_TRUE(mounted());
     EXPECT_EQ(layers(), layers_before);
   }
