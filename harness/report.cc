@@ -210,6 +210,7 @@ std::string report_text(const Report& r) {
     std::snprintf(buf, sizeof buf, "%-12s %10s   (last successful run %s%s)\n", inc.version.c_str(),
                   secs(inc.duration_ms).c_str(), local_time(inc.committed).c_str(), marks.c_str());
     out += buf;
+    if (!inc.snapshot.empty()) out += "  on snapshot " + inc.snapshot + "\n";
     for (const auto& s : inc.steps) {
       std::string rate;
       if (s.per_second > 0) {
@@ -245,6 +246,12 @@ std::string report_text(const Report& r) {
       std::snprintf(buf, sizeof buf, "  %-12s %10s  (run #%lld: %s)  %s\n", row.version.c_str(),
                     a.c_str(), static_cast<long long>(r.compare->run_id), b.c_str(), d.c_str());
       out += buf;
+      // Rehearsals on different snapshots of production: say which.
+      if (row.snapshot != row.other_snapshot) {
+        out += "    on snapshot " + (row.snapshot.empty() ? "(none recorded)" : row.snapshot) +
+               " vs " + (row.other_snapshot.empty() ? "(none recorded)" : row.other_snapshot) +
+               "\n";
+      }
     }
     out += "  total " + secs(r.compare->total_ms) + " vs " + secs(r.compare->other_total_ms) +
            " (" + signed_ms(r.compare->total_ms - r.compare->other_total_ms) + ")\n";

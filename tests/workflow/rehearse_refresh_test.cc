@@ -86,6 +86,12 @@ TEST_F(RehearseRefresh, RecordsTheSnapshotAndReportNamesItPerRun) {
   // The first run was before any refresh.
   EXPECT_EQ(json_get(rep.out, "repr(d['compare']['increments'][0]['other_snapshot'])"), "''")
       << rep.out;
+  // The text report says it too, beside the earlier run on no recorded snapshot.
+  RunResult text = rehearse(ws_, {"report", "--compare", first_run});
+  ASSERT_EQ(text.exit_code, 0) << text.describe();
+  EXPECT_TRUE(contains(text.out, "  on snapshot #1 " + src_ + ", ")) << text.out;
+  EXPECT_TRUE(contains(text.out, "    on snapshot #1 " + src_)) << text.out;
+  EXPECT_TRUE(contains(text.out, " vs (none recorded)\n")) << text.out;
   RunResult html = rehearse(ws_, {"report", "--html", ws_ + "/r.html", "--compare", first_run});
   ASSERT_EQ(html.exit_code, 0) << html.describe();
   EXPECT_TRUE(contains(read_file(ws_ + "/r.html"), "#1 " + src_)) << "snapshot not on the page";
