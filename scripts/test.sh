@@ -2,7 +2,13 @@
 # Builds rehearse and runs every test: the unlabelled (unit) tests in
 # parallel, then every labelled suite (integration, reliability, ...: real FUSE
 # mounts, which need root for the read-only bind mounts of their lowers) one
-# test at a time. Exits non-zero if anything fails.
+# test at a time; then the ThreadSanitizer job (scripts/test-tsan.sh: a clang
+# build with -Wthread-safety and -fsanitize=thread, its CI subset of the
+# tests). Exits non-zero if anything fails.
+#
+#   scripts/test.sh                 all of it (CI)
+#   scripts/test.sh --tsan          only the ThreadSanitizer job, CI subset
+#   scripts/test.sh --tsan-full     only the ThreadSanitizer job, every test
 #
 # Environment: BUILD_DIR (default build), JOBS (default nproc).
 set -euo pipefail
@@ -13,6 +19,10 @@ build_dir="${BUILD_DIR:-build}"
 jobs="${JOBS:-$(nproc)}"
 
 bash scripts/install-deps.sh
+case "${1:-}" in
+  --tsan) exec bash scripts/test-tsan.sh ;;
+  --tsan-full) exec bash scripts/test-tsan.sh --full ;;
+esac
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREHEARSE_WERROR=ON
 cmake --build "$build_dir" -j "$jobs"
 
@@ -42,6 +52,9 @@ if ((total == 0)); then
   exit 1
 fi
 if ((failed > 0)); then rc=1; fi
+echo
+echo "== ThreadSanitizer job"
+bash scripts/test-tsan.sh || rc=1
 echo
 echo "$(((total - failed) * 100 / total))% tests passed, $failed tests failed out of $total"
 exit "$rc"
