@@ -376,8 +376,9 @@ std::string LayerService::compact(const std::vector<std::string>& keep) {
   };
   // Compacting changes no file anyone sees; only which layer holds it.
   apply(op, false, {});
-  // The merged layers' links still count in the merged files' st_nlink
-  // until the old layers are gone: remove them before answering.
+  // The old layers' links to the merged files were released inside the
+  // change (link_count.h); what they alone held is freed before answering,
+  // so that `layers` and `du` agree once compact returns.
   Store::purge_trash(store_.path());
   return "merged " + std::to_string(merged) + " layer(s)\n";
 }

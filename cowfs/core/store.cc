@@ -15,6 +15,7 @@
 
 #include "cowfs/core/chunked_file.h"
 #include "cowfs/core/copy_up.h"
+#include "cowfs/core/link_count.h"
 #include "cowfs/sys/syscalls.h"
 
 namespace cowfs {
@@ -326,10 +327,8 @@ void Store::discard_layer(const std::string& id) {
   for (const auto& r : records_) {
     if (r.id == id) throw StoreError("internal error: discarding layer " + id + " in use");
   }
-  UniqueFd trash = open_dir(fd_.get(), "trash", "store trash directory");
-  // A layer that cannot move is named by no stack either way: the next
-  // mount's collect_garbage tries again.
-  if (!sys::rename_at(layers_.get(), id.c_str(), trash.get(), id.c_str())) return;
+  // Built by compact from links to its sources' inodes.
+  move_to_trash({id}, Release::kShared);
 }
 
 UniqueFd Store::layer_root(const std::string& id) const {
@@ -342,18 +341,41 @@ UniqueFd Store::layer_root(const std::string& id) const {
   return dir ? dir.take() : UniqueFd();
 }
 
-std::vector<std::string> Store::drop_unnamed(const std::vector<LayerRecord>& before) {
+void Store::move_to_trash(const std::vector<std::string>& ids, Release release) {
+  // The links that count elsewhere go first (link_count.h), while the
+  // layers are still in layers/: a crash before they are gone leaves them
+  // there, named by no stack, for collect_garbage to release.
+  std::vector<UniqueFd> dirs;
+  for (const auto& id : ids) {
+    auto dir = sys::open_at(layers_.get(), id.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (!dir) continue;
+    // Best effort: an unlink fails only on a store that fails the purge too,
+    // and the layers must leave the stack all the same.
+    if (release == Release::kBases) (void)release_base_links(dir->get());
+    dirs.push_back(dir.take());
+  }
+  if (release == Release::kShared) {
+    std::vector<int> fds;
+    for (const auto& d : dirs) fds.push_back(d.get());
+    (void)release_shared_links(fds);
+  }
+  UniqueFd trash = open_dir(fd_.get(), "trash", "store trash directory");
+  for (const auto& id : ids) {
+    // One that cannot move is tried again at the next mount.
+    if (!sys::rename_at(layers_.get(), id.c_str(), trash.get(), id.c_str())) continue;
+  }
+}
+
+std::vector<std::string> Store::drop_unnamed(const std::vector<LayerRecord>& before,
+                                             Release release) {
   std::vector<std::string> dropped;
   for (const auto& r : before) {
     bool kept = false;
     for (const auto& k : records_) kept = kept || k.id == r.id;
-    if (kept) continue;
-    UniqueFd trash = open_dir(fd_.get(), "trash", "store trash directory");
-    // One that stays is named by no stack: collect_garbage trashes it later.
-    if (sys::rename_at(layers_.get(), r.id.c_str(), trash.get(), r.id.c_str()).ok()) {
-      dropped.push_back(r.id);
-    }
+    if (!kept) dropped.push_back(r.id);
   }
+  // Each has left the stack, whether or not it reaches trash/ now.
+  move_to_trash(dropped, release);
   return dropped;
 }
 
@@ -388,7 +410,7 @@ std::vector<std::string> Store::rewind(const std::string& label) {
   const std::string id = create_layer(like.get());
   recs.push_back(LayerRecord{id, std::time(nullptr), "-"});
   commit_records(recs, id);
-  return drop_unnamed(before);
+  return drop_unnamed(before, Release::kBases);
 }
 
 std::vector<std::string> Store::reset() {
@@ -396,13 +418,13 @@ std::vector<std::string> Store::reset() {
   UniqueFd like = layer_root("");
   const std::string id = create_layer(like.get());
   commit_records({LayerRecord{id, std::time(nullptr), "-"}}, id);
-  return drop_unnamed(before);
+  return drop_unnamed(before, Release::kBases);
 }
 
 std::vector<std::string> Store::replace_stack(const std::vector<LayerRecord>& recs) {
   std::vector<LayerRecord> before = records_;
   write_records(recs);
-  return drop_unnamed(before);
+  return drop_unnamed(before, Release::kShared);
 }
 
 void Store::collect_garbage() {
@@ -417,14 +439,15 @@ void Store::collect_garbage() {
   }
   auto entries = sys::read_dir(layers_.get());
   if (entries) {
-    UniqueFd trash = open_dir(fd_.get(), "trash", "store trash directory");
+    std::vector<std::string> unnamed;
     for (const auto& e : *entries) {
       bool named = false;
       for (const auto& r : records_) named = named || r.id == e.name;
-      if (named) continue;
-      // One that cannot move is tried again at the next mount.
-      if (!sys::rename_at(layers_.get(), e.name.c_str(), trash.get(), e.name.c_str())) continue;
+      if (!named) unnamed.push_back(e.name);
     }
+    // Whatever a crash cut short: a merge (links to the sources), a layer
+    // change (the .base links of what it dropped), a layer being built.
+    if (!unnamed.empty()) move_to_trash(unnamed, Release::kShared);
   }
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(path_ + "/work", ec)) {

@@ -8,7 +8,8 @@
 //   STORE/layers/<id>/index  hard links named by origin inode (see copy_up.h)
 //   STORE/whiteouts/w<N>  sentinel inodes; a whiteout is a hard link to one
 //   STORE/work/           temporaries of atomic copy-up (same filesystem)
-//   STORE/trash/          dropped layers awaiting deletion
+//   STORE/trash/          dropped layers awaiting deletion; no link in it
+//                         counts in a file of the stack (link_count.h)
 //   STORE/lock            flock()ed by the one cowfs that serves the store
 //   STORE/unmount-error   why the last unmount could not save everything
 //                         (read and removed by `cowfs umount`, which reports it)
@@ -74,10 +75,12 @@ class Store {
   bool locked_by_other() const;
 
   // Layer changes. Each is atomic on disk: the new stack file, renamed into
-  // place, is the single commit point. Layers that leave the stack are moved
-  // to trash/ afterwards (a crash in between leaves unreferenced layer
-  // directories, which collect_garbage() moves on the next start). Frozen
-  // layers are never written. All throw StoreError with a user message.
+  // place, is the single commit point. Layers that leave the stack then
+  // give up their links to inodes that stay (link_count.h) and are moved to
+  // trash/, before the call returns (a crash in between leaves unreferenced
+  // layer directories, which collect_garbage() releases and moves on the
+  // next start). Frozen layers are never written. All throw StoreError with
+  // a user message.
   //
   // checkpoint: the top is frozen under label and a new empty top started.
   void checkpoint(const std::string& label);
@@ -99,7 +102,8 @@ class Store {
   UniqueFd layer_root(const std::string& id) const;
   int layers_fd() const { return layers_.get(); }
 
-  // Moves layer directories the stack does not name into trash/, clears
+  // Moves layer directories the stack does not name into trash/ (having
+  // released their links to the stack's inodes: link_count.h), clears
   // work/ and frees the top layer's chunked copies that no name reaches
   // (chunked_file.h): what an interrupted command, copy-up or open file
   // left behind. Only while nothing serves the store (no file is open).
@@ -109,7 +113,8 @@ class Store {
   void collect_unreachable_copies() const;
   // Deletes what is in trash/. The daemon runs it on a thread; single-
   // threaded callers use purge_trash_in_background(), a detached process, so
-  // dropping a layer of any size returns at once.
+  // dropping a layer of any size returns at once. Nothing waits for it:
+  // what is in trash/ counts nowhere.
   static void purge_trash(const std::string& store_path);
   void purge_trash_in_background() const;
 
@@ -132,7 +137,15 @@ class Store {
   void commit_records(const std::vector<LayerRecord>& recs, const std::string& new_id);
   std::string new_layer_id() const;
   void create_layer_dirs(const std::string& id, int like_fd = -1);
-  std::vector<std::string> drop_unnamed(const std::vector<LayerRecord>& before);
+  // Which links of layers leaving the stack can count in the stack's files
+  // (link_count.h): the .base links alone (what a rewind or reset drops), or
+  // any (compact's sources, merged layers, what a crash left).
+  enum class Release { kBases, kShared };
+  // Releases those links of the layer directories ids, then moves them to
+  // trash/ (one that cannot move stays for collect_garbage).
+  void move_to_trash(const std::vector<std::string>& ids, Release release);
+  // Moves the layers of before that records_ no longer names; returns them.
+  std::vector<std::string> drop_unnamed(const std::vector<LayerRecord>& before, Release release);
 
   std::string path_;
   UniqueFd fd_;
