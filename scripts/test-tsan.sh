@@ -33,7 +33,7 @@ cmake --build "$build_dir" -j "$jobs"
 reports="$(mktemp -d)"
 logs="$(mktemp -d)"
 trap 'rm -rf "$reports" "$logs"' EXIT
-# Suppressions are for third-party code only (see the file).
+# Suppressions: only where TSAN cannot see the ordering (see the file for why).
 export TSAN_OPTIONS="log_path=$reports/tsan halt_on_error=0 second_deadlock_stack=1 suppressions=$root/scripts/tsan.supp"
 
 rc=0
