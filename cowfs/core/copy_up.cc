@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cowfs/core/chunked_file.h"
+#include "cowfs/core/link_count.h"
 #include "cowfs/core/overlay.h"
 #include "cowfs/core/xattr_names.h"
 #include "cowfs/sys/syscalls.h"
@@ -306,14 +307,9 @@ Status Overlay::copy_up(Node& node, CopyData data) {
   const bool multi_linked = !S_ISDIR(st->st_mode) && (names > 1 || node.lower_links >= 0);
   // The copy takes the name it was reached by (or has lost it, if it is an
   // orphan); every other name stays below, in a lower or a frozen layer,
-  // and finds the copy through the index.
-  int lower_links = static_cast<int>(names) - 1;
-  if (node.lower_links >= 0) {
-    // A store copy: its names in its own tree stay below too. Its raw
-    // count holds them, its index link and its chunk map's link.
-    const int tree_names = static_cast<int>(st->st_nlink) - 1 - (node.chunks ? 1 : 0);
-    lower_links = std::max(0, node.lower_links + tree_names - (orphan ? 0 : 1));
-  }
+  // and finds the copy through the index (link_count.h).
+  const int lower_links =
+      lower_links_of_copy(names, st->st_nlink, node.chunks != nullptr, node.lower_links, orphan);
   if (s.ok() && !S_ISREG(st->st_mode)) {
     auto tst = sys::stat_fd(tfd.get());
     s = tst ? write_origin_record(*stack_.top(), tst->st_ino, node.ino)

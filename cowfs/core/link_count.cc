@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 
+#include <algorithm>
 #include <functional>
 #include <string_view>
 #include <unordered_map>
@@ -52,6 +53,30 @@ Status unlink_entry(int dir, const std::string& name) {
 }
 
 }  // namespace
+
+nlink_t store_copy_nlink(nlink_t raw, bool chunked, int lower_links) {
+  nlink_t names = raw;
+  if (chunked && names > 0) --names;  // its data file in chunks/
+  if (lower_links >= 0) {
+    if (names > 0) --names;  // its link in index/
+    names += static_cast<nlink_t>(lower_links);
+  }
+  return names;
+}
+
+int lower_links_of_copy(nlink_t names, nlink_t raw, bool chunked, int lower_links, bool orphan) {
+  if (lower_links < 0) return static_cast<int>(names) - 1;
+  // A store copy's raw count holds its tree names, its index link and its
+  // chunks/ link.
+  const int tree_names = static_cast<int>(raw) - 1 - (chunked ? 1 : 0);
+  return std::max(0, lower_links + tree_names - (orphan ? 0 : 1));
+}
+
+bool one_fewer_lower_name(int& lower_links) {
+  if (lower_links <= 0) return false;
+  --lower_links;
+  return true;
+}
 
 Status release_base_links(int layer_dir) {
   auto chunks = sys::open_at(layer_dir, "chunks", O_PATH | O_DIRECTORY | O_NOFOLLOW);

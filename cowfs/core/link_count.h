@@ -19,6 +19,11 @@
 //   3. It is unlinked, and c is below the top: 0 (a frozen copy keeps the
 //      count it was checkpointed with).
 //   Directories: the store's count, or 1 when merged from several layers.
+// The node holds lower_links (node.h); the copy stores it, and its origin,
+// through read_lower_links and write_lower_links (copy_up.h). Overlay::
+// stat_node applies rule 2 through store_copy_nlink, copy-up sets the count
+// through lower_links_of_copy, and unlink and rename lower it through
+// one_fewer_lower_name: the arithmetic is here and nowhere else.
 //
 // Rule 2 holds only if nothing but L's tree, index and chunks link c. The
 // store makes exactly two other kinds of link to the inode of a store layer,
@@ -42,11 +47,35 @@
 // longer in any stack, which nobody else writes.
 #pragma once
 
+#include <sys/types.h>
+
 #include <vector>
 
 #include "cowfs/sys/result.h"
 
 namespace cowfs {
+
+// Rule 2: st_nlink of the copy c of a non-directory in a store layer, from
+// raw(c), whether c is a chunked copy, and its recorded count of names below
+// (lower_links, node.h; -1 when c records none and so has no index link).
+nlink_t store_copy_nlink(nlink_t raw, bool chunked, int lower_links);
+
+// The count of names below that a new top copy of a file records (copy-up,
+// copy_up.cc). names is the file's st_nlink as the view shows it; raw,
+// chunked and lower_links describe the file's current copy if it is a store
+// copy that records a count (lower_links >= 0), and are unused otherwise.
+// The copy takes one name (the one it was reached by) unless it is an
+// orphan; every other name stays below and finds it through the index:
+//   from a lower, or a store copy that records none: names - 1 (an orphan
+//     lost its name to a whiteout, which the count below still holds);
+//   from a store copy that records one: that count plus its names in its
+//     own tree, less the name the new copy takes.
+int lower_links_of_copy(nlink_t names, nlink_t raw, bool chunked, int lower_links, bool orphan);
+
+// A name below that reached the copy is gone (unlinked or renamed over, or
+// given a link in the top): one fewer is recorded. False when the count was
+// already 0 or none is recorded, so that there is nothing to save.
+bool one_fewer_lower_name(int& lower_links);
 
 // Unlinks the chunks/*.base links of the layer directory at layer_dir
 // (STORE/layers/<id>, O_PATH is enough): links of kind a. What a rewind or a

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "cowfs/core/copy_up.h"
+#include "cowfs/core/link_count.h"
 #include "cowfs/core/xattr_names.h"
 #include "cowfs/sys/syscalls.h"
 
@@ -546,10 +547,11 @@ Result<struct stat> Overlay::stat_node(Node& n) {
   if (n.is_dir()) {
     if (n.parts.size() > 1) st->st_nlink = 1;  // merged: the count is unknown, as on NFS
   } else {
-    // The store's own links (chunks/, index/) are not names the user made.
-    if (n.chunks && n.layer->in_store() && st->st_nlink > 0) --st->st_nlink;
-    if (n.lower_links >= 0 && n.layer->in_store()) {
-      st->st_nlink = st->st_nlink - 1 + static_cast<nlink_t>(n.lower_links);
+    // The invariant of link_count.h: the store's own links (chunks/,
+    // index/) are not names the user made; names below that reach the copy
+    // are.
+    if (n.layer->in_store()) {
+      st->st_nlink = store_copy_nlink(st->st_nlink, n.chunks != nullptr, n.lower_links);
     }
     if (n.unlinked && n.layer != stack_.top()) st->st_nlink = 0;
   }

@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "cowfs/core/copy_up.h"
+#include "cowfs/core/link_count.h"
 #include "cowfs/core/overlay.h"
 #include "cowfs/sys/syscalls.h"
 
@@ -248,8 +249,7 @@ Status Overlay::unlink(uint64_t parent, const std::string& name) {
   const bool need_wh = lower_has(**dir, name);
   COWFS_TRY(remove_name(*top, name, in_top, need_wh, false));
   COWFS_TRY(index_survivor(*n));
-  if (!in_top && n->lower_links > 0 && n->layer->in_store()) {
-    --n->lower_links;
+  if (!in_top && n->layer->in_store() && one_fewer_lower_name(n->lower_links)) {
     // A frozen copy stays as it was checkpointed. It is not in the top only
     // when this was its last name (see above), so nobody reads the count.
     if (n->layer == stack_.top()) save_lower_links(*n);
@@ -363,10 +363,7 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
     if (::linkat(AT_FDCWD, sys::proc_path(*nfd).c_str(), *top, at.c_str(), AT_SYMLINK_FOLLOW) < 0) {
       return Errno{errno};
     }
-    if (n->lower_links > 0) {
-      --n->lower_links;
-      save_lower_links(*n);
-    }
+    if (one_fewer_lower_name(n->lower_links)) save_lower_links(*n);
     return {};
   };
   COWFS_TRY(claim(src, *sdir, name));
@@ -427,9 +424,9 @@ Status Overlay::rename(uint64_t parent, const std::string& name, uint64_t newpar
   } else {
     COWFS_TRY(sys::rename_at(*stop, name.c_str(), *dtop, newname.c_str()));
   }
-  if (dst && !dst->is_dir() && !dst_top && dst->layer == stack_.top() && dst->lower_links > 0) {
+  if (dst && !dst->is_dir() && !dst_top && dst->layer == stack_.top() &&
+      one_fewer_lower_name(dst->lower_links)) {
     // The replaced name lived only below: one fewer of them reaches the copy.
-    --dst->lower_links;
     save_lower_links(*dst);
   }
   if (dst) {

@@ -177,5 +177,33 @@ TEST_F(LinkCountTest, GarbageCollectionReleasesLinksToKeptInodes) {
   EXPECT_EQ(nlink("g"), 1u);
 }
 
+// Rule 2 and the counts a copy records, as numbers (link_count.h).
+TEST(LinkCountRules, AStoreCopyCountsNamesNotTheStoresOwnLinks) {
+  EXPECT_EQ(store_copy_nlink(1, false, -1), 1u);  // one tree name
+  EXPECT_EQ(store_copy_nlink(2, true, -1), 1u);   // a tree name and chunks/
+  EXPECT_EQ(store_copy_nlink(2, false, 1), 2u);   // tree, index; one name below
+  EXPECT_EQ(store_copy_nlink(3, true, 1), 2u);    // tree, index, chunks/; one below
+  EXPECT_EQ(store_copy_nlink(1, false, 2), 2u);   // only the index: two below
+  EXPECT_EQ(store_copy_nlink(0, true, -1), 0u);   // gone: never below zero
+}
+
+TEST(LinkCountRules, ACopyRecordsTheNamesItLeavesBelow) {
+  // A lower file with three names, copied up by one of them.
+  EXPECT_EQ(lower_links_of_copy(3, 3, false, -1, false), 2);
+  // A store copy with two tree names and one name below, copied by one of
+  // its tree names: the other tree name and the one below stay below.
+  EXPECT_EQ(lower_links_of_copy(3, 3, false, 1, false), 2);
+  // The same when chunked (raw holds the chunks/ link), and as an orphan.
+  EXPECT_EQ(lower_links_of_copy(3, 4, true, 1, false), 2);
+  EXPECT_EQ(lower_links_of_copy(3, 3, false, 1, true), 3);
+  int n = 1;
+  EXPECT_TRUE(one_fewer_lower_name(n));
+  EXPECT_EQ(n, 0);
+  EXPECT_FALSE(one_fewer_lower_name(n));
+  EXPECT_EQ(n, 0);
+  n = -1;
+  EXPECT_FALSE(one_fewer_lower_name(n));
+}
+
 }  // namespace
 }  // namespace cowfs::testing
