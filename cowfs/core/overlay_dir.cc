@@ -296,16 +296,32 @@ Status Overlay::set_redirect(Node& dir) {
   if (!top) return Errno{top.error()};
   if (sys::get_xattr(*top, kRedirectXattr).ok()) return {};
   if (dir.parts.size() < 2) return {};
-  const DirPart& below = dir.parts[1];
-  auto below_fd = part_fd(dir, 1);
-  if (!below_fd) return Errno{below_fd.error()};
-  // Where the content lives in the first layer below the top, relative to
-  // that layer's root.
-  auto here = sys::readlink_at(AT_FDCWD, sys::proc_path(*below_fd).c_str());
-  auto root = sys::readlink_at(AT_FDCWD, sys::proc_path(below.layer->root.get()).c_str());
-  if (!here || !root) return Errno{EIO};
-  if (here->size() <= root->size() || here->compare(0, root->size(), *root) != 0) return Errno{EIO};
-  std::string rel = here->substr(root->size() + (*root == "/" ? 0 : 1));
+  // A redirect is looked up name by name in the view of the layers below
+  // the top (collect_redirect_parts), so it is the directory's path in that
+  // view: not where its first part below lies in that part's own layer,
+  // which a layer in between may have renamed away (fsdiff seed 3300081:
+  // L1 moved a lower directory to b/d, L2 moved b to a/b; a later rename of
+  // a/b/d must record "a/b/d", as "b/d" is a whiteout in L2). Its names up
+  // to the root are that path, unless an ancestor was moved in the top:
+  // that one's own redirect is its path below.
+  std::vector<const std::string*> names{&dir.name};
+  std::string prefix;
+  for (Node* p = dir.parent.get(); p != nullptr && p != root_.get(); p = p->parent.get()) {
+    if (p->parts.front().layer == stack_.top()) {
+      auto pfd = part_fd(*p, 0);
+      if (!pfd) return Errno{pfd.error()};
+      if (auto r = sys::get_xattr(*pfd, kRedirectXattr)) {
+        prefix = *r;
+        break;
+      }
+    }
+    names.push_back(&p->name);
+  }
+  std::string rel = prefix;
+  for (auto it = names.rbegin(); it != names.rend(); ++it) {
+    if (!rel.empty()) rel += '/';
+    rel += **it;
+  }
   return sys::set_xattr(*top, kRedirectXattr, rel, 0);
 }
 

@@ -259,5 +259,24 @@ TEST_F(LayerServiceTest, ClosedDirectoryFdsReopenAcrossACheckpoint) {
   EXPECT_LT(Node::open_fds.load(), 600);
 }
 
+// fsdiff seed 3300081: a directory's redirect is its path in the view of
+// the layers below the top, which a layer in between may differ from the
+// layer its content lies in (here L2 moved b, where L1 had put deep).
+TEST_F(LayerServiceTest, ARedirectFollowsRenamesOfTheLayersBetween) {
+  write_lower("a/sub/deep/w.txt", "w");
+  write_lower("b/keep", "k");
+  live();
+  ASSERT_TRUE(overlay_->mkdir(dir("b"), "sp ace", 01755, me_));
+  ASSERT_TRUE(overlay_->rename(dir("a/sub"), "deep", dir("b/sp ace"), "a", 0).ok());
+  service_->checkpoint("c0");
+  ASSERT_TRUE(overlay_->rename(kRootIno, "b", dir("a/sub"), "a", 0).ok());
+  service_->checkpoint("c5");
+  ASSERT_TRUE(overlay_->rename(dir("a/sub/a/sp ace"), "a", kRootIno, "n1", 0).ok());
+  EXPECT_EQ(read("n1/w.txt"), "w");
+  mount();  // found again by its redirect alone
+  EXPECT_EQ(list("n1"), std::vector<std::string>{"w.txt"});
+  EXPECT_EQ(read("n1/w.txt"), "w");
+}
+
 }  // namespace
 }  // namespace cowfs::testing
