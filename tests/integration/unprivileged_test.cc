@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 
 #include "tests/integration/fixture.h"
 
@@ -258,50 +259,72 @@ TEST_F(OtherUserTest, PermissionsAreEnforcedForOtherUsers) {
 // cowfs clears set-ID bits itself (the kernel leaves it to the filesystem,
 // see cowfs/fuse/kernel_io.h): a write, truncate, fallocate or
 // copy_file_range by another user drops them, as on a plain directory
-// (set-group-ID only where the group may execute); root's own writes keep
-// them.
+// (set-group-ID only where the group may execute, or where the caller is
+// not in the file's group); root's own writes keep them. The same calls
+// run on a plain directory of the same host, and every mode must match the
+// kernel's there as well as the expected value.
 TEST_F(OtherUserTest, WritesByOtherUsersClearSetIdBits) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   const TestUser user = ensure_test_user();
-  ASSERT_EQ(err(::mkdir(mnt("setid").c_str(), 0777)), 0);
-  for (const char* name : {"append", "truncate", "otrunc", "by-root", "untouched", "fallocate",
-                           "copy-range", "sgid-other-group", "sgid-own-group"}) {
-    write_file(mnt(std::string("setid/") + name), "data\n");
-    ASSERT_EQ(err(::chmod(mnt(std::string("setid/") + name).c_str(), 06777)), 0);
-  }
-  // Set-group-ID without group execute goes only for a caller outside the
-  // file's group.
-  ASSERT_EQ(err(::chmod(mnt("setid/sgid-other-group").c_str(), 02767)), 0);
-  ASSERT_EQ(err(::chown(mnt("setid/sgid-own-group").c_str(), 0, user.gid)), 0);
-  ASSERT_EQ(err(::chmod(mnt("setid/sgid-own-group").c_str(), 02767)), 0);
-  write_file(mnt("setid/source"), "XYZ");
-  const std::string d = mnt("setid");
-  const std::string copy_range = "/usr/bin/python3 -c \"import os; i = os.open('" + d +
-                                 "/source', os.O_RDONLY); " + "o = os.open('" + d +
-                                 "/copy-range', os.O_WRONLY); " +
-                                 "assert os.copy_file_range(i, o, 3, 0, 0) == 3\"";
-  for (const std::string& script :
-       {"printf x >> '" + d + "/append'", "truncate -s 1 '" + d + "/truncate'",
-        ": > '" + d + "/otrunc'", "fallocate -l 65536 '" + d + "/fallocate'", copy_range,
-        "printf x >> '" + d + "/sgid-other-group'", "printf x >> '" + d + "/sgid-own-group'"}) {
-    RunResult r = user.sh(script);
-    ASSERT_EQ(r.exit_code, 0) << script << "\n" << r.describe();
-  }
-  write_file(mnt("setid/by-root"), "root writes\n");
-  auto mode = [&](const char* name) {
-    return stat_or_throw(mnt(std::string("setid/") + name)).st_mode & 07777;
+  const std::vector<std::pair<std::string, mode_t>> expected = {
+      {"append", 0777},           {"truncate", 0777},         {"otrunc", 0777},
+      {"by-root", 06777},         {"untouched", 06777},       {"fallocate", 0777},
+      {"fallocate-keep", 0777},   {"copy-range", 0777},       {"sgid-other-group", 0767},
+      {"sgid-own-group", 02767},  {"sgid-fallocate", 0767},   {"sgid-copy-range", 0767},
+      {"sgid-x-fallocate", 0777}, {"sgid-x-copy-range", 0777}};
+  // Makes the files under d, has the user (and root) write them; returns
+  // the modes after.
+  auto exercise = [&](const std::string& d) {
+    std::map<std::string, mode_t> modes;
+    EXPECT_EQ(err(::mkdir(d.c_str(), 0777)), 0) << d;
+    EXPECT_EQ(err(::chmod(d.c_str(), 0777)), 0) << d;
+    for (const auto& [name, want] : expected) {
+      write_file(d + "/" + name, "data\n");
+      EXPECT_EQ(err(::chmod((d + "/" + name).c_str(), 06777)), 0) << name;
+    }
+    // Set-group-ID without group execute goes only for a caller outside
+    // the file's group; with group execute, always.
+    for (const char* name : {"sgid-other-group", "sgid-fallocate", "sgid-copy-range"}) {
+      EXPECT_EQ(err(::chmod((d + "/" + name).c_str(), 02767)), 0) << name;
+    }
+    for (const char* name : {"sgid-x-fallocate", "sgid-x-copy-range"}) {
+      EXPECT_EQ(err(::chmod((d + "/" + name).c_str(), 02777)), 0) << name;
+    }
+    EXPECT_EQ(err(::chown((d + "/sgid-own-group").c_str(), 0, user.gid)), 0);
+    EXPECT_EQ(err(::chmod((d + "/sgid-own-group").c_str(), 02767)), 0);
+    write_file(d + "/source", "XYZ");
+    auto copy_range = [&](const std::string& name) {
+      return "/usr/bin/python3 -c \"import os; i = os.open('" + d + "/source', os.O_RDONLY); " +
+             "o = os.open('" + d + "/" + name + "', os.O_WRONLY); " +
+             "assert os.copy_file_range(i, o, 3, 0, 0) == 3\"";
+    };
+    for (const std::string& script :
+         {"printf x >> '" + d + "/append'", "truncate -s 1 '" + d + "/truncate'",
+          ": > '" + d + "/otrunc'", "fallocate -l 65536 '" + d + "/fallocate'",
+          "fallocate -n -l 65536 '" + d + "/fallocate-keep'", copy_range("copy-range"),
+          "printf x >> '" + d + "/sgid-other-group'", "printf x >> '" + d + "/sgid-own-group'",
+          "fallocate -l 65536 '" + d + "/sgid-fallocate'", copy_range("sgid-copy-range"),
+          "fallocate -l 65536 '" + d + "/sgid-x-fallocate'", copy_range("sgid-x-copy-range")}) {
+      RunResult r = user.sh(script);
+      EXPECT_EQ(r.exit_code, 0) << script << "\n" << r.describe();
+    }
+    write_file(d + "/by-root", "root writes\n");
+    for (const auto& [name, want] : expected) {
+      modes[name] = stat_or_throw(d + "/" + name).st_mode & 07777;
+    }
+    EXPECT_EQ(read_file(d + "/append"), "data\nx");
+    EXPECT_EQ(read_file(d + "/copy-range"), "XYZa\n");
+    return modes;
   };
-  EXPECT_EQ(mode("append"), 0777u);
-  EXPECT_EQ(mode("truncate"), 0777u);
-  EXPECT_EQ(mode("otrunc"), 0777u);
-  EXPECT_EQ(mode("by-root"), 06777u);
-  EXPECT_EQ(mode("untouched"), 06777u);
-  EXPECT_EQ(mode("fallocate"), 0777u);
-  EXPECT_EQ(mode("copy-range"), 0777u);
-  EXPECT_EQ(mode("sgid-other-group"), 0767u);
-  EXPECT_EQ(mode("sgid-own-group"), 02767u);
-  EXPECT_EQ(read_file(mnt("setid/append")), "data\nx");
-  EXPECT_EQ(read_file(mnt("setid/copy-range")), "XYZa\n");
+  TempDir plain("cowfs-setid-plain");
+  const std::map<std::string, mode_t> kernel = exercise(plain.sub("setid"));
+  const std::map<std::string, mode_t> cowfs = exercise(mnt("setid"));
+  for (const auto& [name, want] : expected) {
+    EXPECT_EQ(cowfs.at(name), kernel.at(name))
+        << name << ": cowfs gives 0" << std::oct << cowfs.at(name) << ", a plain directory 0"
+        << kernel.at(name);
+    EXPECT_EQ(cowfs.at(name), want) << name << ": 0" << std::oct << cowfs.at(name);
+  }
 }
 
 }  // namespace
