@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "cowfs/fuse/kernel_order.h"
+
 namespace cowfs {
 namespace {
 
@@ -35,6 +37,7 @@ ssize_t io_read(int fd, void* buf, size_t len, void* /*userdata*/) {
 }
 
 ssize_t io_writev(int fd, iovec* iov, int count, void* /*userdata*/) {
+  kernel_order::sending();
   const uint64_t init = g_init_unique.load(std::memory_order_relaxed);
   if (init != 0 && count >= 2 && iov[0].iov_len >= sizeof(fuse_out_header) &&
       iov[1].iov_len >= offsetof(fuse_init_out, flags) + sizeof(uint32_t)) {
@@ -57,6 +60,12 @@ ssize_t io_splice(int fdin, off_t* offin, int fdout, off_t* offout, size_t len, 
   return ::splice(fdin, offin, fdout, offout, len, flags);
 }
 
+ssize_t io_splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t len, unsigned flags,
+                       void* userdata) {
+  kernel_order::sending();
+  return io_splice(fdin, offin, fdout, offout, len, flags, userdata);
+}
+
 }  // namespace
 
 int install_kernel_io(fuse_session* se) {
@@ -64,7 +73,7 @@ int install_kernel_io(fuse_session* se) {
       .writev = io_writev,
       .read = io_read,
       .splice_receive = io_splice,
-      .splice_send = io_splice,
+      .splice_send = io_splice_send,
   };
   return fuse_session_custom_io(se, &io, fuse_session_fd(se));
 }

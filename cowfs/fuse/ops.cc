@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cowfs/fuse/kernel_io.h"
+#include "cowfs/fuse/kernel_order.h"
 #include "cowfs/fuse/session.h"
 
 namespace cowfs {
@@ -189,6 +190,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     a.mtime_now = to_set & FUSE_SET_ATTR_MTIME_NOW;
     a.caller = caller_of(req);
     auto r = ov(req).setattr(ino, a, handle(fi));
+    kernel_order::replying(handle(fi));
     if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     fuse_reply_attr(req, &*r, ctx(req).cfg.cache_timeout);
   });
@@ -271,6 +273,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     // Every change to file data passes through this mount, so cached pages
     // stay valid across opens.
     fi->keep_cache = 1;
+    kernel_order::replying(handle(fi));
     if (fuse_reply_open(req, fi) != 0) {
       // Interrupted before any write: nothing to save.
       if (!ov(req).release(handle(fi))) spdlog::warn("open: release of an unused handle failed");
@@ -288,6 +291,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     fi->fh = reinterpret_cast<uint64_t>(r->second.release());
     fi->keep_cache = 1;
     const fuse_entry_param p = entry_param(req, r->first);
+    kernel_order::replying(handle(fi));
     if (fuse_reply_create(req, &p, fi) != 0) {
       ov(req).forget(p.ino, 1);
       if (!ov(req).release(handle(fi))) spdlog::warn("create: release of an unused handle failed");
@@ -306,6 +310,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   (void)ino;
   guarded(req, "read", [&] {
     auto plan = ov(req).read_plan(*handle(fi), off, size);
+    kernel_order::replying(handle(fi));
     if (!plan) return (void)fuse_reply_err_mapped(req, plan.error());
     const auto& pieces = plan->pieces;
     if (pieces.empty()) return (void)fuse_reply_buf(req, nullptr, 0);
@@ -347,6 +352,7 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fu
       out.buf[0].pos = at;
       return fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
     });
+    kernel_order::replying(handle(fi));
     if (!n) return (void)fuse_reply_err_mapped(req, n.error());
     fuse_reply_write(req, *n);
   });
@@ -356,10 +362,15 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fu
 // back its cached pages, whose errors it reports itself).
 void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)ino;
-  guarded(req, "flush", [&] { fuse_reply_err_mapped(req, ov(req).flush(*handle(fi)).error()); });
+  guarded(req, "flush", [&] {
+    const Status s = ov(req).flush(*handle(fi));
+    kernel_order::replying(handle(fi));
+    fuse_reply_err_mapped(req, s.error());
+  });
 }
 
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  kernel_order::releasing(handle(fi));
   // The kernel ignores this reply: a map that cannot be saved now stays
   // dirty and is reported by the next fsync or checkpoint.
   if (Status s = ov(req).release(handle(fi)); !s.ok()) {
@@ -372,8 +383,11 @@ void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   (void)ino;
-  guarded(req, "fsync",
-          [&] { fuse_reply_err_mapped(req, ov(req).fsync(*handle(fi), datasync != 0).error()); });
+  guarded(req, "fsync", [&] {
+    const Status s = ov(req).fsync(*handle(fi), datasync != 0);
+    kernel_order::replying(handle(fi));
+    fuse_reply_err_mapped(req, s.error());
+  });
 }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -386,6 +400,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     // directory's inode), so the kernel may keep them.
     fi->cache_readdir = 1;
     fi->keep_cache = 1;
+    kernel_order::replying(h);
     if (fuse_reply_open(req, fi) != 0) delete h;
   });
 }
@@ -399,7 +414,10 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
       // Listed when the kernel asks, not at opendir: a change in between
       // must not be cached as if it had not happened.
       auto fresh = ov(req).list_dir(ino);
-      if (!fresh) return (void)fuse_reply_err_mapped(req, fresh.error());
+      if (!fresh) {
+        kernel_order::replying(h);
+        return (void)fuse_reply_err_mapped(req, fresh.error());
+      }
       h->listing = fresh.take();
     }
     std::string buf(size, '\0');
@@ -446,6 +464,7 @@ void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fil
         break;
       }
     }
+    kernel_order::replying(h);
     fuse_reply_buf(req, buf.data(), used);
   });
 }
@@ -460,6 +479,7 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 
 void op_releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   (void)ino;
+  kernel_order::releasing(reinterpret_cast<DirHandle*>(fi->fh));
   delete reinterpret_cast<DirHandle*>(fi->fh);
   fuse_reply_err_mapped(req, 0);
 }
@@ -521,8 +541,9 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t 
                   fuse_file_info* fi) {
   (void)ino;
   guarded(req, "fallocate", [&] {
-    fuse_reply_err_mapped(
-        req, ov(req).fallocate(*handle(fi), mode, offset, length, caller_of(req)).error());
+    const Status s = ov(req).fallocate(*handle(fi), mode, offset, length, caller_of(req));
+    kernel_order::replying(handle(fi));
+    fuse_reply_err_mapped(req, s.error());
   });
 }
 
@@ -530,6 +551,7 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_i
   (void)ino;
   guarded(req, "lseek", [&] {
     auto r = ov(req).seek(*handle(fi), off, whence);
+    kernel_order::replying(handle(fi));
     if (!r) return (void)fuse_reply_err_mapped(req, r.error());
     fuse_reply_lseek(req, *r);
   });
@@ -543,6 +565,7 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_fi
   guarded(req, "copy_file_range", [&] {
     auto n = ov(req).copy_file_range(*handle(fi_in), off_in, *handle(fi_out), off_out, len,
                                      static_cast<unsigned>(flags), caller_of(req));
+    kernel_order::replying(handle(fi_in), handle(fi_out));
     if (!n) return (void)fuse_reply_err_mapped(req, n.error());
     fuse_reply_write(req, *n);
   });
