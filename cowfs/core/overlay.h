@@ -428,8 +428,19 @@ class Overlay {
   Status move_leaving_whiteout(int from, const std::string& name, int to,
                                const std::string& newname, const Node& src, bool in_top)
       REQUIRES(tree_lock);
-  Invalidations invalidations_for(const std::vector<LayerPtr>& dropped) const
-      REQUIRES_SHARED(tree_lock);
+  // What the kernel must forget when the dropped layers leave. A directory
+  // of a dropped tree that the kernel knows and that only passes through
+  // (neither opaque nor moved there) goes to *kept_dirs instead of having its
+  // entry dropped, which would drop every cached entry and page below it:
+  // its entry is dropped only if the name means another directory once the
+  // layers are gone (see change_stack).
+  struct KeptDir {
+    uint64_t parent;  // as the kernel knows it
+    std::string name;
+    NodePtr dir;
+  };
+  Invalidations invalidations_for(const std::vector<LayerPtr>& dropped,
+                                  std::vector<KeptDir>* kept_dirs) const REQUIRES_SHARED(tree_lock);
   void refresh_nodes(const std::vector<std::string>& dropped, bool view_changed)
       REQUIRES(tree_lock);
   // Points a pinned file at its newest copy in a store layer's index, where

@@ -12,6 +12,7 @@
 #include "cowfs/core/copy_up.h"
 #include "cowfs/core/overlay.h"
 #include "cowfs/core/store.h"
+#include "cowfs/core/whiteout.h"
 #include "cowfs/sys/syscalls.h"
 
 namespace cowfs {
@@ -27,16 +28,19 @@ struct PairHash {
   }
 };
 
-// Calls visit(parent_components, name, is_dir) for every entry below dirfd.
+// Calls visit(parent_components, name, subdir) for every entry below dirfd,
+// where subdir is an O_PATH fd of the entry if it is a directory, else -1.
 template <typename Visit>
 void walk_tree(int dirfd, std::vector<std::string>& path, Visit& visit) {
   auto entries = sys::read_dir(dirfd);
   if (!entries) return;
   for (const auto& e : *entries) {
-    bool is_dir = e.type == DT_DIR;
-    visit(path, e.name, is_dir);
-    if (!is_dir) continue;
+    if (e.type != DT_DIR) {
+      visit(path, e.name, -1);
+      continue;
+    }
     auto sub = sys::open_at(dirfd, e.name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    visit(path, e.name, sub ? sub->get() : -1);
     if (!sub) continue;
     path.push_back(e.name);
     walk_tree(sub->get(), path, visit);
@@ -72,29 +76,45 @@ std::vector<std::string> Overlay::writers_in(const std::vector<std::string>& ids
   return out;
 }
 
-Invalidations Overlay::invalidations_for(const std::vector<LayerPtr>& dropped) const {
+Invalidations Overlay::invalidations_for(const std::vector<LayerPtr>& dropped,
+                                         std::vector<KeptDir>* kept_dirs) const {
   Invalidations inv;
   // What the kernel may have cached, by (parent, name).
   std::unordered_map<std::pair<uint64_t, std::string>, uint64_t, PairHash> children;
+  std::unordered_map<uint64_t, NodePtr> dirs;
   const auto nodes = inodes_.snapshot();
   for (const auto& n : nodes) {
     if (n->parent) children[{n->parent->ino, n->name}] = n->ino;
     // A hard link's other names are cached by the kernel too.
     for (const auto& alias : n->aliases) children.emplace(alias, n->ino);
+    if (n->is_dir()) dirs.emplace(n->ino, n);
   }
   std::unordered_set<uint64_t> inodes{kRootIno};
+  std::unordered_set<uint64_t> kept;
   for (const auto& layer : dropped) {
-    auto visit = [&](const std::vector<std::string>& dir, const std::string& name, bool) {
+    auto visit = [&](const std::vector<std::string>& dir, const std::string& name, int subdir) {
       uint64_t parent = kRootIno;
       for (const auto& c : dir) {
         auto it = children.find({parent, c});
         if (it == children.end()) return;  // the kernel knows nothing below
         parent = it->second;
       }
-      inv.entries.emplace_back(parent, name);
       inodes.insert(parent);
       auto it = children.find({parent, name});
       if (it != children.end()) inodes.insert(it->second);
+      // A directory that only passes through: what changed below it is in
+      // this tree too, and is visited.
+      if (subdir >= 0 && it != children.end() && kept_dirs != nullptr &&
+          !sys::get_xattr(subdir, kOpaqueXattr).ok() &&
+          !sys::get_xattr(subdir, kRedirectXattr).ok()) {
+        auto d = dirs.find(it->second);
+        if (d != dirs.end() && d->second->parent && d->second->parent->ino == parent &&
+            d->second->name == name) {
+          if (kept.insert(d->second->ino).second) kept_dirs->push_back({parent, name, d->second});
+          return;
+        }
+      }
+      inv.entries.emplace_back(parent, name);
     };
     std::vector<std::string> path;
     walk_tree(layer->root.get(), path, visit);
@@ -213,16 +233,24 @@ Invalidations Overlay::change_stack(
   collect_unreachable_locked();
   StackChange c = change(stack_);
   Invalidations inv;
+  std::vector<KeptDir> kept_dirs;
   if (c.view_changed) {
     std::vector<LayerPtr> gone;
     for (const auto& l : stack_.layers) {
       if (contains(c.dropped, l->id)) gone.push_back(l);
     }
-    inv = invalidations_for(gone);
+    inv = invalidations_for(gone, &kept_dirs);
   }
   stack_ = std::move(c.stack);
   stack_gen_.fetch_add(1);
   refresh_nodes(c.dropped, c.view_changed);
+  // A kept directory's entry goes only if its name now means something else
+  // (refresh_nodes unlinks it then).
+  for (const auto& k : kept_dirs) {
+    if (k.dir->unlinked || !k.dir->parent || k.dir->name != k.name) {
+      inv.entries.emplace_back(k.parent, k.name);
+    }
+  }
   return inv;
 }
 

@@ -256,6 +256,60 @@ TEST_F(LayersTest, ReaderSeesRewoundContent) {
   EXPECT_EQ(stat_or_throw(mnt("small.txt")).st_size, static_cast<off_t>(kSmall.size()));
 }
 
+// The path the kernel gives an open file; " (deleted)" at its end once the
+// kernel dropped the file's entry.
+std::string fd_path(int fd) {
+  char buf[4096];
+  ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), buf, sizeof buf);
+  return n < 0 ? errno_name(errno) : std::string(buf, static_cast<size_t>(n));
+}
+
+// A rewind drops from the kernel what the dropped layer changed, not the
+// directories it only passed through: dropping dir's entry would drop every
+// cached entry below it (and with them the page cache of every file there
+// nothing holds open), so a rerun read all of them through the daemon again.
+// The open O_PATH fds pin the entries against memory pressure; the kernel
+// marks an entry it was told to drop " (deleted)".
+TEST_F(LayersTest, RewindKeepsTheEntriesOfDirectoriesTheLayerOnlyPassedThrough) {
+  checkpoint("A");
+  Fd dir = open_or_throw(mnt("dir"), O_PATH | O_DIRECTORY);
+  Fd sub = open_or_throw(mnt("dir/sub"), O_PATH | O_DIRECTORY);
+  Fd a = open_or_throw(mnt("dir/a.txt"), O_RDONLY);
+  EXPECT_EQ(pread_all(a.get()), "a\n");
+  append_file(mnt("dir/sub/b.txt"), "after A\n");
+  ASSERT_EQ(::mkdir(mnt("dir/made-after-a").c_str(), 0755), 0);
+  write_file(mnt("dir/made-after-a/f"), "f\n");
+  Fd made = open_or_throw(mnt("dir/made-after-a"), O_PATH | O_DIRECTORY);
+  rewind("A");
+  EXPECT_EQ(fd_path(dir.get()), mnt("dir"));
+  EXPECT_EQ(fd_path(sub.get()), mnt("dir/sub"));
+  EXPECT_EQ(fd_path(a.get()), mnt("dir/a.txt"));
+  // What the layer made is gone, and what it changed is as before.
+  EXPECT_EQ(fd_path(made.get()), mnt("dir/made-after-a") + " (deleted)");
+  EXPECT_EQ(err(::access(mnt("dir/made-after-a").c_str(), F_OK)), ENOENT);
+  EXPECT_EQ(read_file(mnt("dir/sub/b.txt")), "b\n");
+  EXPECT_EQ(sorted(list_dir(mnt("dir"))), (std::vector<std::string>{"a.txt", "hard2", "sub"}));
+}
+
+// Names the kernel saw missing (negative entries, cached) come back with a
+// rewind: deleted, hidden by a directory made over the old one, or renamed.
+TEST_F(LayersTest, RewindBringsBackNamesTheKernelSawMissing) {
+  checkpoint("A");
+  ASSERT_EQ(::unlink(mnt("dir/a.txt").c_str()), 0);
+  remove_tree(mnt("dir/sub"));
+  ASSERT_EQ(::mkdir(mnt("dir/sub").c_str(), 0755), 0);
+  ASSERT_EQ(::rename(mnt("small.txt").c_str(), mnt("dir/small-moved").c_str()), 0);
+  for (const char* gone : {"dir/a.txt", "dir/sub/b.txt", "dir/sub/deep", "small.txt"}) {
+    EXPECT_EQ(err(::access(mnt(gone).c_str(), F_OK)), ENOENT) << gone;
+  }
+  rewind("A");
+  EXPECT_EQ(read_file(mnt("dir/a.txt")), "a\n");
+  EXPECT_EQ(read_file(mnt("dir/sub/b.txt")), "b\n");
+  EXPECT_EQ(read_file(mnt("dir/sub/deep/c.txt")), "c\n");
+  EXPECT_EQ(read_file(mnt("small.txt")), kSmall);
+  EXPECT_EQ(err(::access(mnt("dir/small-moved").c_str(), F_OK)), ENOENT);
+}
+
 TEST_F(LayersTest, RewindRefusedWhileADroppedFileIsOpenForWriting) {
   checkpoint("A");
   write_file(mnt("dir/a.txt"), "new\n");
