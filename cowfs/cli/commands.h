@@ -22,6 +22,9 @@ struct MountOptions {
   bool writeback_cache = true;  // -o no_writeback_cache turns it off
   uint64_t chunk_threshold = 1 << 20;
   uint64_t chunk_size = 64 << 10;
+  std::string lower_cache;  // --lower-cache DIR: cache remote lowers' data there
+  std::string lower_cache_size = "50G";
+  std::vector<std::string> remote_lowers;  // --remote-lower: marked by hand
 };
 void setup_mount(CLI::App& app, MountOptions& o);
 int run_mount(MountOptions o);

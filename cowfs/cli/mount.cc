@@ -4,9 +4,11 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +21,7 @@
 #include "cowfs/core/control.h"
 #include "cowfs/core/copy_up.h"
 #include "cowfs/core/layer_service.h"
+#include "cowfs/core/lower_cache.h"
 #include "cowfs/core/mount_checks.h"
 #include "cowfs/core/overlay.h"
 #include "cowfs/core/store.h"
@@ -47,6 +50,17 @@ void setup_mount(CLI::App& app, MountOptions& o) {
                   "Files at least this big (bytes) are copied up by chunk");
   cmd->add_option("--chunk-size", o.chunk_size,
                   "Chunk size in bytes: a power of two from 4096 to 4194304");
+  cmd->add_option("--lower-cache", o.lower_cache,
+                  "Keep the data read from remote lowers in this directory (read-through, "
+                  "kept across mounts, resets and rewinds; one mount at a time)");
+  cmd->add_option("--lower-cache-size", o.lower_cache_size,
+                  "Bound of the lower cache (e.g. 50G, 512M); least recently used chunks go "
+                  "first")
+      ->capture_default_str();
+  cmd->add_option("--remote-lower", o.remote_lowers,
+                  "Mark this lower (one of --lower) remote: its reads go through --lower-cache. "
+                  "Lowers on FUSE (sshfs), NFS, CIFS/SMB, 9p or Ceph are remote by themselves "
+                  "(repeatable)");
   cmd->add_option("MOUNTPOINT", o.mountpoint, "Where to mount")->required();
 }
 
@@ -198,6 +212,36 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     opts.is_root = ::geteuid() == 0;
     opts.chunk_threshold = o.chunk_threshold;
     opts.chunk_size = static_cast<uint32_t>(o.chunk_size);
+    // Opened before the overlay, which reads through it, and closed after.
+    std::unique_ptr<LowerCache> lower_cache;
+    if (!o.lower_cache.empty()) {
+      auto cache =
+          LowerCache::open({o.lower_cache, *parse_byte_size(o.lower_cache_size), opts.chunk_size});
+      if (!cache) {
+        throw std::runtime_error(
+            cache.error() == EBUSY
+                ? "the lower cache " + o.lower_cache +
+                      " is in use by another cowfs mount; give each mount its own --lower-cache"
+                : "cannot open the lower cache " + o.lower_cache + ": " +
+                      std::strerror(cache.error()));
+      }
+      lower_cache = cache.take();
+      opts.lower_cache = lower_cache.get();
+      for (const auto& l : o.lowers) {
+        struct statfs sf {};
+        const bool by_hand =
+            std::find(o.remote_lowers.begin(), o.remote_lowers.end(), l) != o.remote_lowers.end();
+        const bool detected = ::statfs(l.c_str(), &sf) == 0 && is_network_fs_type(sf.f_type);
+        opts.remote_lowers.push_back(by_hand || detected);
+        if (by_hand || detected) {
+          spdlog::info("lower {} is remote ({}): its reads go through the cache in {}", l,
+                       by_hand ? "--remote-lower" : "network filesystem", o.lower_cache);
+        }
+      }
+      const auto st = lower_cache->stats();
+      spdlog::info("lower cache {}: {} chunk(s), {} of {} bytes", o.lower_cache, st.entries,
+                   st.bytes, st.max_bytes);
+    }
     raise_fd_limit();  // before the overlay sizes its fd budget
     Overlay overlay(store.build_stack(o.lowers), &whiteouts, store.work_fd(), opts);
     std::thread([path = o.store] { Store::purge_trash(path); }).detach();
@@ -294,6 +338,39 @@ int run_mount(MountOptions o) {
   o.store = canonical_path(o.store);
   o.mountpoint = canonical_path(o.mountpoint);
   for (auto& l : o.lowers) l = canonical_path(l);
+  if (o.lower_cache.empty()) {
+    if (!o.remote_lowers.empty()) return fail("--remote-lower needs --lower-cache DIR", 2);
+  } else {
+    auto size = parse_byte_size(o.lower_cache_size);
+    if (!size || *size < (o.chunk_size + 4096) * 4) {
+      return fail("--lower-cache-size " + o.lower_cache_size +
+                      " is not a size of at least four chunks (e.g. 50G, 512M)",
+                  2);
+    }
+    o.lower_cache = canonical_path(o.lower_cache);
+    for (auto& r : o.remote_lowers) {
+      r = canonical_path(r);
+      if (std::find(o.lowers.begin(), o.lowers.end(), r) == o.lowers.end()) {
+        return fail("--remote-lower " + r + " is not one of the --lower directories", 2);
+      }
+    }
+    // The cache is written: never in production, the store or the view.
+    for (const auto& l : o.lowers) {
+      if (path_within(o.lower_cache, l) || path_within(l, o.lower_cache)) {
+        return fail("--lower-cache " + o.lower_cache + " overlaps the lower " + l +
+                        "; put the cache on a local disk outside the lowers",
+                    2);
+      }
+    }
+    for (const auto& [what, p] :
+         {std::pair<std::string, std::string>{"store", o.store}, {"mountpoint", o.mountpoint}}) {
+      if (path_within(o.lower_cache, p) || path_within(p, o.lower_cache)) {
+        return fail("--lower-cache " + o.lower_cache + " overlaps the " + what + " " + p +
+                        "; put the cache in a directory of its own",
+                    2);
+      }
+    }
+  }
   if (o.foreground) {
     Reporter none;
     return serve(o, req.allow_nonempty, none);

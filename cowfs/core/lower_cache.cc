@@ -146,6 +146,77 @@ uint64_t xxh64(const void* data, size_t length, uint64_t seed) {
   return h;
 }
 
+std::optional<uint64_t> parse_byte_size(std::string_view text) {
+  size_t i = 0;
+  uint64_t whole = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    if (whole > (UINT64_MAX - 9) / 10) return std::nullopt;
+    whole = whole * 10 + static_cast<uint64_t>(text[i++] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  // A fraction, in thousandths (enough for "1.5T").
+  uint64_t milli = 0;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    uint64_t scale = 100;
+    const size_t start = i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      milli += static_cast<uint64_t>(text[i++] - '0') * scale;
+      scale /= 10;
+    }
+    if (i == start) return std::nullopt;
+  }
+  int shift = 0;
+  if (i < text.size()) {
+    switch (text[i]) {
+      case 'k':
+      case 'K':
+        shift = 10;
+        break;
+      case 'm':
+      case 'M':
+        shift = 20;
+        break;
+      case 'g':
+      case 'G':
+        shift = 30;
+        break;
+      case 't':
+      case 'T':
+        shift = 40;
+        break;
+      default:
+        return std::nullopt;
+    }
+    ++i;
+    const std::string_view rest = text.substr(i);
+    if (!rest.empty() && rest != "B" && rest != "iB") return std::nullopt;
+  } else if (milli != 0) {
+    return std::nullopt;  // a fraction of a byte
+  }
+  if (shift > 0 && whole > (UINT64_MAX >> shift)) return std::nullopt;
+  return (whole << shift) + ((milli << shift) / 1000);
+}
+
+bool is_network_fs_type(long f_type) {
+  switch (static_cast<unsigned long>(f_type) & 0xffffffffUL) {
+    case 0x65735546UL:  // FUSE (sshfs, and other FUSE network filesystems)
+    case 0x6969UL:      // NFS
+    case 0xFF534D42UL:  // CIFS
+    case 0xFE534D42UL:  // SMB2
+    case 0x517BUL:      // SMB
+    case 0x01021997UL:  // 9p
+    case 0x00C36400UL:  // Ceph
+    case 0x5346414FUL:  // AFS
+    case 0x6B414653UL:  // kAFS
+    case 0x73757245UL:  // Coda
+    case 0x564CUL:      // NCP
+      return true;
+    default:
+      return false;
+  }
+}
+
 Result<std::unique_ptr<LowerCache>> LowerCache::open(const Options& options) {
   if (options.chunk_size == 0) return Errno{EINVAL};
   if (::mkdir(options.dir.c_str(), 0700) < 0 && errno != EEXIST) return Errno{errno};

@@ -51,6 +51,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -67,6 +68,15 @@ namespace cowfs {
 
 // XXH64 (the xxHash 64-bit hash), the checksum of cache entries.
 uint64_t xxh64(const void* data, size_t length, uint64_t seed);
+
+// "50G", "512M", "4096", "1.5T" (binary units; K, M, G, T, optionally
+// followed by "iB" or "B"): bytes, or nullopt when it is not a size.
+std::optional<uint64_t> parse_byte_size(std::string_view text);
+
+// Whether f_type (statfs) is a filesystem whose data comes over a network:
+// FUSE (sshfs and other FUSE network filesystems), NFS, CIFS/SMB, 9p,
+// Ceph, AFS, Coda, NCP. Such lowers are marked remote by cowfs mount.
+bool is_network_fs_type(long f_type);
 
 struct LowerCacheStats {
   uint64_t bytes = 0;          // entries' size on disk (data and trailers)

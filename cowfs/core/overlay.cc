@@ -740,10 +740,28 @@ Status Overlay::attach(FileHandle& fh, int flags) {
   auto fd = sys::reopen(*pfd, flags);
   if (!fd) return Errno{fd.error()};
   fh.current_.store(fd->get(), std::memory_order_release);
+  fh.remote_ = remote_source(*fh.node, fd->get());
   fh.fds_.push_back(fd.take());
   fh.gen_ = fh.node->data_gen.load();
   fh.stack_gen_ = stack_gen_.load();
   return {};
+}
+
+std::optional<LowerCache::Source> Overlay::remote_source(const Node& n, int fd) const {
+  if (!opts_.lower_cache) return std::nullopt;
+  const LayerPtr& layer = n.layer;
+  if (!layer || layer->kind != Layer::Kind::kLower || layer->lower_index < 0 ||
+      static_cast<size_t>(layer->lower_index) >= opts_.remote_lowers.size() ||
+      !opts_.remote_lowers[static_cast<size_t>(layer->lower_index)]) {
+    return std::nullopt;
+  }
+  // Keyed by the path below the lower's root, which a remount keeps (sshfs
+  // renumbers inodes). A file whose path cannot be had is read uncached.
+  auto rel = LowerCache::relative_path(layer->root.get(), fd);
+  if (!rel) return std::nullopt;
+  auto src = LowerCache::source(layer->path, *rel, fd);
+  if (!src) return std::nullopt;
+  return *src;
 }
 
 void Overlay::register_handle(FileHandle* fh) {
@@ -879,7 +897,18 @@ Result<Overlay::ReadPlan> Overlay::read_plan(FileHandle& fh, off_t offset, size_
     plan.keep = fh.node->chunks;
   }
   if (!plan.keep) {
-    plan.pieces.push_back({*fd, offset, length});
+    std::optional<LowerCache::Source> remote;
+    if (opts_.lower_cache) {
+      MutexLock hl(fh.mu_);
+      if (fh.remote_ && fh.remote_->fd == *fd) remote = fh.remote_;
+    }
+    if (remote) {
+      auto pieces = opts_.lower_cache->plan_read(*remote, offset, length, plan.held);
+      if (!pieces) return Errno{pieces.error()};
+      plan.pieces = pieces.take();
+    } else {
+      plan.pieces.push_back({*fd, offset, length});
+    }
     return plan;
   }
   auto st = sys::stat_fd(*fd);

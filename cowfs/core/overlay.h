@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <unordered_set>
@@ -35,6 +36,7 @@
 
 #include "cowfs/core/copy_up.h"
 #include "cowfs/core/layer.h"
+#include "cowfs/core/lower_cache.h"
 #include "cowfs/core/node.h"
 #include "cowfs/core/tree_lock.h"
 #include "cowfs/core/whiteout.h"
@@ -103,6 +105,9 @@ struct FileHandle {
   // tree lock).
   Mutex mu_ ACQUIRED_BEFORE(tree_lock);
   std::vector<UniqueFd> fds_ GUARDED_BY(mu_);
+  // Set when the current fd is a file of a remote lower and the overlay has
+  // a lower cache: its reads go through the cache (see read_plan).
+  std::optional<LowerCache::Source> remote_ GUARDED_BY(mu_);
 };
 
 // Kernel caches to drop after the view changed under the kernel (rewind,
@@ -152,12 +157,18 @@ class Overlay {
     // Regular files at least this big are copied up by chunk.
     uint64_t chunk_threshold = 1 << 20;
     uint32_t chunk_size = 64 << 10;
+    // Reads of files of the lowers marked here (by lower index, top first)
+    // go through lower_cache (owned by the caller, outliving the overlay);
+    // nothing is cached without one.
+    LowerCache* lower_cache = nullptr;
+    std::vector<bool> remote_lowers = {};
   };
 
   // stack must be built by Store::build_stack; whiteouts initialised.
   Overlay(LayerStack stack, Whiteouts* whiteouts, int work_fd, Options opts);
 
   NodePtr root() const { return root_; }
+  LowerCache* lower_cache() const { return opts_.lower_cache; }
   NodePtr node(uint64_t ino) const { return inodes_.find(ino); }
   size_t node_count() const { return inodes_.size(); }
 
@@ -239,6 +250,7 @@ class Overlay {
   struct ReadPlan {
     std::vector<ReadPiece> pieces;
     ChunkedPtr keep;
+    std::vector<UniqueFd> held;  // lower cache entries the pieces read
   };
   Result<ReadPlan> read_plan(FileHandle& fh, off_t offset, size_t length);
   Result<off_t> seek(FileHandle& fh, off_t offset, int whence);
@@ -410,6 +422,10 @@ class Overlay {
   // Points fh at its node's current backing. tree_mu_ held; fh not yet
   // shared or its mu_ held.
   Status attach(FileHandle& fh, int flags) REQUIRES_SHARED(tree_lock) REQUIRES(fh.mu_);
+  // What the lower cache reads fd (a file of node n) as, when n lives in a
+  // lower marked remote and there is a cache.
+  std::optional<LowerCache::Source> remote_source(const Node& n, int fd) const
+      REQUIRES_SHARED(tree_lock);
   // Frees the top's chunked copy of node if nothing reaches it any more:
   // no name (its data file's only link is the one in chunks/) and no open
   // handle (see chunked_file.h). Needs tree_mu_ held exclusively.

@@ -11,10 +11,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/cowfs/overlay_fixture.h"
 
 namespace cowfs::testing {
 namespace {
@@ -28,6 +31,16 @@ std::string random_bytes(size_t n, uint32_t seed) {
   std::string s(n, '\0');
   for (auto& c : s) c = static_cast<char>(rng());
   return s;
+}
+
+// Equal byte strings, or where they first differ (never megabytes of both).
+::testing::AssertionResult same(const std::optional<std::string>& a, const std::string& b) {
+  if (!a) return ::testing::AssertionFailure() << "no content";
+  if (*a == b) return ::testing::AssertionSuccess();
+  size_t i = 0;
+  while (i < a->size() && i < b.size() && (*a)[i] == b[i]) ++i;
+  return ::testing::AssertionFailure()
+         << "sizes " << a->size() << " and " << b.size() << ", first difference at byte " << i;
 }
 
 class LowerCacheTest : public ::testing::Test {
@@ -118,19 +131,19 @@ TEST_F(LowerCacheTest, ServesTheLowersBytesColdAndWarm) {
   const std::vector<std::pair<off_t, size_t>> reads = {
       {0, 4096}, {100, 200000}, {kChunk - 1, 2}, {5 * kChunk, 20000}, {0, content.size() + 100}};
   for (auto [off, len] : reads) {
-    EXPECT_EQ(read(src, off, len), content.substr(off, len)) << off << "+" << len;
+    EXPECT_TRUE(same(read(src, off, len), content.substr(off, len))) << off << "+" << len;
   }
   auto cold = cache_->stats();
   EXPECT_EQ(cold.misses, 6u);
   EXPECT_EQ(cold.fetched_bytes, content.size());
   EXPECT_EQ(cold.entries, 6u);
   EXPECT_EQ(cold.bytes, content.size() + 6 * kTrailer);
-  EXPECT_EQ(read(src, static_cast<off_t>(content.size()), 10), "");
+  EXPECT_TRUE(same(read(src, static_cast<off_t>(content.size()), 10), ""));
 
   // Warm, in another process's cache (a remount): no byte from the lower.
   open_cache();
   src = source("dir/blob");
-  for (auto [off, len] : reads) EXPECT_EQ(read(src, off, len), content.substr(off, len));
+  for (auto [off, len] : reads) EXPECT_TRUE(same(read(src, off, len), content.substr(off, len)));
   auto warm = cache_->stats();
   EXPECT_EQ(warm.fetched_bytes, 0u);
   EXPECT_EQ(warm.misses, 0u);
@@ -141,17 +154,17 @@ TEST_F(LowerCacheTest, ServesTheLowersBytesColdAndWarm) {
 TEST_F(LowerCacheTest, AChangedProductionFileIsReadAfresh) {
   write_lower("f", random_bytes(2 * kChunk, 1), 1000000);
   open_cache();
-  EXPECT_EQ(read(source("f"), 0, 2 * kChunk), random_bytes(2 * kChunk, 1));
+  EXPECT_TRUE(same(read(source("f"), 0, 2 * kChunk), random_bytes(2 * kChunk, 1)));
   // Same size, new mtime (a blob rewritten in place).
   write_lower("f", random_bytes(2 * kChunk, 2), 1000001);
   open_cache();
-  EXPECT_EQ(read(source("f"), 0, 2 * kChunk), random_bytes(2 * kChunk, 2));
+  EXPECT_TRUE(same(read(source("f"), 0, 2 * kChunk), random_bytes(2 * kChunk, 2)));
   EXPECT_EQ(cache_->stats().rejected, 2u);
   EXPECT_EQ(cache_->stats().fetched_bytes, 2u * kChunk);
   // Same mtime, new size.
   write_lower("f", random_bytes(kChunk + 7, 3), 1000001);
   open_cache();
-  EXPECT_EQ(read(source("f"), 0, 2 * kChunk), random_bytes(kChunk + 7, 3));
+  EXPECT_TRUE(same(read(source("f"), 0, 2 * kChunk), random_bytes(kChunk + 7, 3)));
   EXPECT_EQ(cache_->stats().rejected, 2u);
   // The replaced entries are gone, not kept beside the new ones.
   EXPECT_EQ(cache_->stats().entries, 2u);
@@ -167,11 +180,12 @@ TEST_F(LowerCacheTest, EvictionKeepsTheBoundLeastRecentlyUsedFirst) {
   write_lower("big", content);
   open_cache(bound);
   auto src = source("big");
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(read(src, i * kChunk, 1), content.substr(i * kChunk, 1));
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(same(read(src, i * kChunk, 1), content.substr(i * kChunk, 1)));
   // Chunk 0 used again: chunk 1 is now the oldest.
-  EXPECT_EQ(read(src, 0, 1), content.substr(0, 1));
+  EXPECT_TRUE(same(read(src, 0, 1), content.substr(0, 1)));
   for (int i = 3; i < 10; ++i) {
-    EXPECT_EQ(read(src, i * kChunk, kChunk), content.substr(i * kChunk, kChunk));
+    EXPECT_TRUE(same(read(src, i * kChunk, kChunk), content.substr(i * kChunk, kChunk)));
     EXPECT_LE(cache_->stats().bytes, bound);
     EXPECT_LE(disk_bytes(), bound);
   }
@@ -179,7 +193,7 @@ TEST_F(LowerCacheTest, EvictionKeepsTheBoundLeastRecentlyUsedFirst) {
   EXPECT_EQ(cache_->stats().evictions, 6u);
   // The four newest are held: 6..9.
   const uint64_t before = cache_->stats().fetched_bytes;
-  EXPECT_EQ(read(src, 6 * kChunk, 4 * kChunk), content.substr(6 * kChunk, 4 * kChunk));
+  EXPECT_TRUE(same(read(src, 6 * kChunk, 4 * kChunk), content.substr(6 * kChunk, 4 * kChunk)));
   EXPECT_EQ(cache_->stats().fetched_bytes, before);
 
   // A smaller bound at the next open evicts the oldest.
@@ -206,8 +220,8 @@ TEST_F(LowerCacheTest, TheLruOrderSurvivesAReopen) {
   src = source("f");
   (void)read(src, 3 * kChunk, 1);  // evicts the least recent: chunk 1
   const uint64_t before = cache_->stats().fetched_bytes;
-  EXPECT_EQ(read(src, 0, 1), content.substr(0, 1));
-  EXPECT_EQ(read(src, 2 * kChunk, 1), content.substr(2 * kChunk, 1));
+  EXPECT_TRUE(same(read(src, 0, 1), content.substr(0, 1)));
+  EXPECT_TRUE(same(read(src, 2 * kChunk, 1), content.substr(2 * kChunk, 1)));
   EXPECT_EQ(cache_->stats().fetched_bytes, before);
 }
 
@@ -216,7 +230,7 @@ TEST_F(LowerCacheTest, ACorruptOrTruncatedEntryIsRefetched) {
   write_lower("f", content);
   open_cache();
   auto src = source("f");
-  EXPECT_EQ(read(src, 0, content.size()), content);
+  EXPECT_TRUE(same(read(src, 0, content.size()), content));
   auto files = entries();
   ASSERT_EQ(files.size(), 3u);
   std::sort(files.begin(), files.end());
@@ -235,14 +249,14 @@ TEST_F(LowerCacheTest, ACorruptOrTruncatedEntryIsRefetched) {
   fs::resize_file(files[2], 0);
   open_cache();
   src = source("f");
-  EXPECT_EQ(read(src, 0, content.size()), content);
+  EXPECT_TRUE(same(read(src, 0, content.size()), content));
   auto st = cache_->stats();
   EXPECT_EQ(st.rejected, 3u);
   EXPECT_EQ(st.fetched_bytes, content.size());
   // And they are whole again.
   open_cache();
   src = source("f");
-  EXPECT_EQ(read(src, 0, content.size()), content);
+  EXPECT_TRUE(same(read(src, 0, content.size()), content));
   EXPECT_EQ(cache_->stats().rejected, 0u);
   EXPECT_EQ(cache_->stats().fetched_bytes, 0u);
 }
@@ -257,7 +271,7 @@ TEST_F(LowerCacheTest, PartialTempFilesOfAKilledFetchAreIgnored) {
   open_cache();
   EXPECT_TRUE(fs::is_empty(cache_dir_ + "/tmp"));
   EXPECT_EQ(cache_->stats().entries, 0u);
-  EXPECT_EQ(read(source("f"), 0, kChunk), content);
+  EXPECT_TRUE(same(read(source("f"), 0, kChunk), content));
   EXPECT_EQ(cache_->stats().fetched_bytes, kChunk);
 }
 
@@ -301,7 +315,7 @@ TEST_F(LowerCacheTest, OneProcessAtATimeAndTheLowerIsOnlyRead) {
   auto src = source("f");
   struct stat before {};
   ASSERT_EQ(::stat((lower_ + "/f").c_str(), &before), 0);
-  EXPECT_EQ(read(src, 0, 100), "hello");
+  EXPECT_TRUE(same(read(src, 0, 100), "hello"));
   struct stat after {};
   ASSERT_EQ(::stat((lower_ + "/f").c_str(), &after), 0);
   EXPECT_EQ(before.st_mtim.tv_sec, after.st_mtim.tv_sec);
@@ -320,6 +334,82 @@ TEST_F(LowerCacheTest, RelativePathIsThePathBelowTheLowerRoot) {
   ::close(fd);
   ASSERT_TRUE(rel);
   EXPECT_EQ(*rel, "a/b c/d");
+}
+
+TEST(ByteSize, ParsesUnitsAndRefusesTheRest) {
+  EXPECT_EQ(parse_byte_size("4096"), 4096u);
+  EXPECT_EQ(parse_byte_size("50G"), 50ull << 30);
+  EXPECT_EQ(parse_byte_size("512M"), 512ull << 20);
+  EXPECT_EQ(parse_byte_size("1.5T"), 3ull << 39);
+  EXPECT_EQ(parse_byte_size("8KiB"), 8192u);
+  EXPECT_EQ(parse_byte_size("2GB"), 2ull << 30);
+  for (const char* bad : {"", "G", "-1", "1.5", "10X", "5 G", "1.G", "99999999999999999999"}) {
+    EXPECT_FALSE(parse_byte_size(bad)) << bad;
+  }
+}
+
+TEST(NetworkFs, KnowsTheNetworkFilesystemsAndNotTheLocalOnes) {
+  EXPECT_TRUE(is_network_fs_type(0x65735546));   // FUSE
+  EXPECT_TRUE(is_network_fs_type(0x6969));       // NFS
+  EXPECT_TRUE(is_network_fs_type(0xFF534D42));   // CIFS
+  EXPECT_TRUE(is_network_fs_type(0x01021997));   // 9p
+  EXPECT_FALSE(is_network_fs_type(0xEF53));      // ext2/3/4
+  EXPECT_FALSE(is_network_fs_type(0x01021994));  // tmpfs
+  EXPECT_FALSE(is_network_fs_type(0x58465342));  // xfs
+  EXPECT_FALSE(is_network_fs_type(0x794C7630));  // overlayfs
+}
+
+// The overlay reads files of lowers marked remote through the cache, and
+// only those: never the rehearsal's own copies.
+class OverlayLowerCacheTest : public OverlayTest {
+ protected:
+  std::unique_ptr<LowerCache> open_cache() {
+    auto c = LowerCache::open({root_ + "/cache", 1ull << 30, kChunk});
+    EXPECT_TRUE(c);
+    return c ? c.take() : nullptr;
+  }
+  Overlay::Options with(LowerCache* cache, bool remote) {
+    Overlay::Options o{::geteuid() == 0};
+    o.chunk_size = kChunk;
+    o.lower_cache = cache;
+    o.remote_lowers = {remote};
+    return o;
+  }
+};
+
+TEST_F(OverlayLowerCacheTest, RemoteLowerReadsGoThroughTheCache) {
+  const std::string content = random_bytes(3 * kChunk + 5, 9);
+  write_lower("d/blob", content);
+  write_lower("small", "abc");
+  auto cache = open_cache();
+  ASSERT_TRUE(cache);
+  mount(with(cache.get(), true));
+  EXPECT_TRUE(same(read("d/blob"), content));
+  EXPECT_EQ(cache->stats().misses, 4u);
+  EXPECT_EQ(cache->stats().fetched_bytes, content.size());
+  EXPECT_TRUE(same(read("d/blob"), content));
+  EXPECT_EQ(cache->stats().hits, 4u);
+  EXPECT_EQ(cache->stats().fetched_bytes, content.size());
+  // A remount: served from the cache, nothing fetched.
+  mount(with(cache.get(), true));
+  EXPECT_TRUE(same(read("d/blob"), content));
+  EXPECT_EQ(cache->stats().hits, 8u);
+  EXPECT_EQ(cache->stats().fetched_bytes, content.size());
+  // A file written through the view is the rehearsal's: read from the top.
+  write("small", "xyz");
+  EXPECT_TRUE(same(read("small"), "xyz"));
+  EXPECT_EQ(cache->stats().misses, 4u);
+  overlay_.reset();
+}
+
+TEST_F(OverlayLowerCacheTest, LocalLowersAreNotCached) {
+  write_lower("f", random_bytes(kChunk, 10));
+  auto cache = open_cache();
+  ASSERT_TRUE(cache);
+  mount(with(cache.get(), false));
+  EXPECT_TRUE(same(read("f"), random_bytes(kChunk, 10)));
+  EXPECT_EQ(cache->stats().misses + cache->stats().hits, 0u);
+  overlay_.reset();
 }
 
 }  // namespace

@@ -69,13 +69,52 @@ TEST(Network, DemoUpgradeWithTheBlobLowerOnAReadOnlySshfsMount) {
   EXPECT_EQ(query(db, "SELECT count(*) FROM content_text"), "20000");
   EXPECT_EQ(query(db, "SELECT count(*) FROM content WHERE blob LIKE '__/__/%.blob'"), "1000");
   // A QA command against the rehearsal reads migrated blobs through both lowers.
-  RunResult qa = rehearse(ws, {"exec", "--", "sh", "-c",
-                               "ls var/blobstorage/*/*/*.blob | wc -l"});
+  RunResult qa = rehearse(ws, {"exec", "--", "sh", "-c", "ls var/blobstorage/*/*/*.blob | wc -l"});
   EXPECT_EQ(qa.exit_code, 0) << qa.describe();
   EXPECT_EQ(qa.out, "1000\n");
   EXPECT_EQ(rehearse(ws, {"umount"}).exit_code, 0);
   EXPECT_EQ(diff(served_before, Manifest::take(served)), "") << "the remote blob store changed";
   EXPECT_EQ(diff(mirror_before, Manifest::take(tmp.sub("mirror"))), "") << "the mirror changed";
+}
+
+// A number of the lower cache in `cowfs layers --json` of a mounted store.
+uint64_t lower_cache_stat(const std::string& store, const std::string& key) {
+  RunResult r = run({cowfs_bin(), "layers", "--store", store, "--json"});
+  const std::string at = "\"" + key + "\":";
+  const size_t cache = r.out.find("\"lower_cache\":");
+  const size_t pos = cache == std::string::npos ? cache : r.out.find(at, cache);
+  if (r.exit_code != 0 || pos == std::string::npos) {
+    throw std::runtime_error("no lower cache " + key + " in cowfs layers: " + r.describe());
+  }
+  return std::stoull(r.out.substr(pos + at.size()));
+}
+
+// cowfs over an sshfs lower, with no --remote-lower: the lower is known to
+// be remote by its filesystem type, and its reads go through the cache,
+// which a new sshfs mount (new inode numbers) and a new store still use.
+TEST(Network, AnSshfsLowerIsReadThroughTheLowerCache) {
+  TempDir tmp("wf-sshfs-cache");
+  const std::string served = tmp.mkdir("served");
+  const std::string big = pattern((3u << 20) + 777, 5);
+  write_file(served + "/big", big);
+  write_file(served + "/small", "hello\n");
+  const Manifest before = Manifest::take(served);
+  SshServer ssh(tmp.sub("ssh"));
+  const std::string remote = tmp.mkdir("remote");
+  const std::string cache = tmp.sub("cache");
+  auto read_through = [&](const std::string& store) {
+    SshfsMount sshfs(ssh, served, remote);
+    CowfsMount m({tmp.sub(store), {remote}, tmp.mkdir("mnt"), {"--lower-cache", cache}, {}});
+    EXPECT_EQ(first_difference(big, read_file(m.spec().mountpoint + "/big")), "");
+    EXPECT_EQ(read_file(m.spec().mountpoint + "/small"), "hello\n");
+    const uint64_t fetched = lower_cache_stat(m.spec().store, "fetched_bytes");
+    EXPECT_EQ(m.unmount(), "");
+    return fetched;
+  };
+  EXPECT_EQ(read_through("store"), big.size() + 6) << "cold: everything from the network";
+  EXPECT_EQ(read_through("store"), 0u) << "warm, after a remount of sshfs and of cowfs";
+  EXPECT_EQ(read_through("store2"), 0u) << "warm, on a new store";
+  EXPECT_EQ(diff(before, Manifest::take(served)), "") << "the served directory changed";
 }
 
 TEST(Network, RefreshOverSshFromHostPath) {
@@ -92,10 +131,10 @@ TEST(Network, RefreshOverSshFromHostPath) {
   EXPECT_EQ(diff(Manifest::take(src), Manifest::take(mirror), kSemantic), "");
 
   // A wrong path on the host and an unreachable host are told apart.
-  RunResult wrong = run({repo("scripts/refresh-prod.sh"), "--from",
-                         "root@127.0.0.1:" + tmp.sub("nope"), "--to", mirror, "--rsh",
-                         ssh.ssh_command()},
-                        {.cwd = "", .timeout = 60s});
+  RunResult wrong =
+      run({repo("scripts/refresh-prod.sh"), "--from", "root@127.0.0.1:" + tmp.sub("nope"), "--to",
+           mirror, "--rsh", ssh.ssh_command()},
+          {.cwd = "", .timeout = 60s});
   EXPECT_EQ(wrong.exit_code, 1);
   EXPECT_TRUE(contains(wrong.err, "is not a directory on root@127.0.0.1")) << wrong.describe();
   std::string bad_port = ssh.ssh_command();
