@@ -12,6 +12,7 @@
 #include <regex>
 #include <sstream>
 
+#include "cowfs/core/lower_cache.h"
 #include "harness/duration.h"
 
 namespace rehearse {
@@ -187,6 +188,23 @@ void check_config(const std::string& root, const Config& c) {
     throw ConfigError("steps folder " + c.steps + " lies inside the workspace state " + state);
   }
   if (c.sqlite) check_sqlite_path(*c.sqlite);
+  if (c.cache) {
+    // The cache is written: never in production, the view or the state.
+    for (const auto& l : c.lowers) {
+      if (path_within(*c.cache, l) || path_within(l, *c.cache)) {
+        throw ConfigError("cache " + *c.cache + " overlaps lower " + l +
+                          "; put the cache on a local disk outside the lowers");
+      }
+    }
+    if (path_within(*c.cache, c.mountpoint) || path_within(c.mountpoint, *c.cache)) {
+      throw ConfigError("cache " + *c.cache + " overlaps the mountpoint " + c.mountpoint +
+                        "; choose a cache directory outside it");
+    }
+    if (path_within(*c.cache, state) || path_within(state, *c.cache)) {
+      throw ConfigError("cache " + *c.cache + " overlaps the workspace state " + state +
+                        "; choose a cache directory outside it");
+    }
+  }
 }
 
 Workspace Workspace::load(const std::string& dir) {
@@ -210,8 +228,29 @@ Workspace Workspace::load(const std::string& dir) {
     throw ConfigError(path + ": 'lowers' must be a non-empty array of directories (top first)");
   }
   for (const auto& e : *lowers) {
+    // "DIR", or { path = "DIR", remote = true } for a lower whose reads go
+    // through the cache.
+    if (const auto* tbl = e.as_table()) {
+      auto p = (*tbl)["path"].value<std::string>();
+      auto remote = (*tbl)["remote"];
+      if (!p || (remote && !remote.is_boolean())) {
+        throw ConfigError(path + ": a table in 'lowers' must be { path = \"DIR\", remote = true }");
+      }
+      for (const auto& [k, v] : *tbl) {
+        if (k.str() != "path" && k.str() != "remote") {
+          throw ConfigError(path + ": unknown key '" + std::string(k.str()) +
+                            "' in a lower; the keys are path and remote");
+        }
+      }
+      w.config.lowers.push_back(absolute_path(*p, w.root));
+      if (remote.value_or(false)) w.config.remote_lowers.push_back(w.config.lowers.back());
+      continue;
+    }
     auto s = e.value<std::string>();
-    if (!s) throw ConfigError(path + ": every entry of 'lowers' must be a string");
+    if (!s) {
+      throw ConfigError(path + ": every entry of 'lowers' must be a string or " +
+                        "{ path = \"DIR\", remote = true }");
+    }
     w.config.lowers.push_back(absolute_path(*s, w.root));
   }
   auto get = [&](const char* key, bool required) -> std::optional<std::string> {
@@ -228,6 +267,20 @@ Workspace Workspace::load(const std::string& dir) {
   w.config.steps = absolute_path(*get("steps", true), w.root);
   w.config.sqlite = get("sqlite", false);
   w.config.database = get("database", false);
+  if (auto cache = get("cache", false)) w.config.cache = absolute_path(*cache, w.root);
+  if (auto size = get("cache_size", false)) {
+    if (!w.config.cache) {
+      throw ConfigError(path + ": 'cache_size' without 'cache'; add cache = \"DIR\"");
+    }
+    if (!cowfs::parse_byte_size(*size)) {
+      throw ConfigError(path + ": cache_size '" + *size + "' is not a size; use e.g. 50G or 512M");
+    }
+    w.config.cache_size = *size;
+  }
+  if (!w.config.remote_lowers.empty() && !w.config.cache) {
+    throw ConfigError(path + ": a lower is marked remote but there is no cache; add cache = " +
+                      "\"DIR\" (a local directory for the lower cache)");
+  }
   if (w.config.database) {
     if (w.config.sqlite) {
       throw ConfigError(path +
@@ -257,9 +310,10 @@ Workspace Workspace::load(const std::string& dir) {
   for (const auto& [k, v] : t) {
     std::string key(k.str());
     if (key != "lowers" && key != "mountpoint" && key != "steps" && key != "sqlite" &&
-        key != "database" && key != "service") {
+        key != "database" && key != "service" && key != "cache" && key != "cache_size") {
       throw ConfigError(path + ": unknown key '" + key +
-                        "'; the keys are lowers, mountpoint, steps, sqlite, database, service");
+                        "'; the keys are lowers, mountpoint, steps, sqlite, database, service, " +
+                        "cache, cache_size");
     }
   }
   check_config(w.root, w.config);

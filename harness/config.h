@@ -1,8 +1,9 @@
 // Workspace and its configuration.
 //
 // A workspace is a directory holding
-//   rehearse.toml        lowers (top first), mountpoint, steps, optional sqlite or
-//                        database (a server URL), optional [[service]] tables
+//   rehearse.toml        lowers (top first; a string or { path, remote }), mountpoint,
+//                        steps, optional sqlite or database (a server URL), optional
+//                        [[service]] tables, optional cache and cache_size
 //   .rehearse/store/     the cowfs store (layers, control socket)
 //   .rehearse/journal.db the journal (see journal.h)
 //   .rehearse/logs/      rehearse.log and one log per step call
@@ -50,6 +51,12 @@ struct Config {
   std::optional<std::string> sqlite;    // relative to the mountpoint
   std::optional<std::string> database;  // postgresql://... or mysql://... (engine.h)
   std::vector<ServiceConfig> services;
+  // The lower cache of cowfs (cowfs mount --lower-cache): `cache` and
+  // `cache_size`, and the lowers given as { path = "...", remote = true }
+  // (lowers on network filesystems are remote to cowfs anyway).
+  std::optional<std::string> cache;  // absolute
+  std::string cache_size = "50G";
+  std::vector<std::string> remote_lowers;  // absolute, each one of lowers
   // Do .sql steps have a database to run against?
   bool has_database() const { return sqlite.has_value() || database.has_value(); }
 };

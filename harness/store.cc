@@ -111,6 +111,7 @@ void CowfsCli::mount(const std::vector<std::string>& lowers, const std::string& 
     args.push_back("--lower");
     args.push_back(l);
   }
+  args.insert(args.end(), mount_args_.begin(), mount_args_.end());
   args.push_back(mountpoint);
   run(args, "mount");
 }
@@ -148,6 +149,13 @@ std::vector<LayerInfo> CowfsCli::layers() {
     li.chunked_bytes = l["chunked_bytes"].as_int();
     li.top = l["top"].as_bool();
     res.push_back(li);
+  }
+  lower_cache_.reset();
+  const json::Value& c = (*v)["lower_cache"];
+  if (c.kind == json::Value::kObject) {
+    lower_cache_ =
+        LowerCacheInfo{c["dir"].as_string(), c["bytes"].as_int(),  c["max_bytes"].as_int(),
+                       c["hits"].as_int(),   c["misses"].as_int(), c["fetched_bytes"].as_int()};
   }
   return res;
 }

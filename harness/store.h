@@ -36,6 +36,16 @@ struct LayerInfo {
   bool top = false;
 };
 
+// cowfs' lower cache (`cowfs layers --json`, lower_cache).
+struct LowerCacheInfo {
+  std::string dir;
+  int64_t bytes = 0;
+  int64_t max_bytes = 0;
+  int64_t hits = 0;
+  int64_t misses = 0;
+  int64_t fetched_bytes = 0;
+};
+
 struct DiffEntry {
   std::string path;
   int64_t bytes = 0;
@@ -72,6 +82,10 @@ class CowfsCli : public Mounter, public LayerStore {
  public:
   CowfsCli(std::string binary, std::string store)
       : bin_(std::move(binary)), store_(std::move(store)) {}
+  // Arguments added to every `cowfs mount` (the lower cache's).
+  void set_mount_args(std::vector<std::string> args) { mount_args_ = std::move(args); }
+  // The lower cache as the last layers() saw it (a mounted store with one).
+  const std::optional<LowerCacheInfo>& lower_cache() const { return lower_cache_; }
 
   void mount(const std::vector<std::string>& lowers, const std::string& mountpoint) override;
   void umount(const std::string& mountpoint) override;
@@ -87,6 +101,8 @@ class CowfsCli : public Mounter, public LayerStore {
   std::string run(const std::vector<std::string>& args, const std::string& what);
   std::string bin_;
   std::string store_;
+  std::vector<std::string> mount_args_;
+  std::optional<LowerCacheInfo> lower_cache_;
 };
 
 // Where the cowfs binary is: $REHEARSE_COWFS, else next to this executable,

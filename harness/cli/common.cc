@@ -55,6 +55,18 @@ std::optional<std::chrono::milliseconds> step_timeout_option(const std::string& 
   return d;
 }
 
+// What rehearse.toml asks of `cowfs mount` beyond the lowers: the cache.
+static std::vector<std::string> cowfs_mount_args(const Config& c) {
+  std::vector<std::string> args;
+  if (!c.cache) return args;
+  args = {"--lower-cache", *c.cache, "--lower-cache-size", c.cache_size};
+  for (const auto& r : c.remote_lowers) {
+    args.push_back("--remote-lower");
+    args.push_back(r);
+  }
+  return args;
+}
+
 Session open_session(const Globals& g, bool lock, bool with_journal) {
   Session s;
   s.ws = Workspace::load(g.dir);
@@ -75,6 +87,7 @@ Session open_session(const Globals& g, bool lock, bool with_journal) {
   // one, and the next run would replay every increment over upgraded data.
   if (!with_journal) {
     s.cowfs = std::make_unique<CowfsCli>(find_cowfs_binary(), s.ws.store());
+    s.cowfs->set_mount_args(cowfs_mount_args(s.ws.config));
     return s;
   }
   if (!fs::exists(s.ws.journal_path())) {
@@ -85,6 +98,7 @@ Session open_session(const Globals& g, bool lock, bool with_journal) {
   }
   s.journal = std::make_unique<Journal>(Journal::open(s.ws.journal_path()));
   s.cowfs = std::make_unique<CowfsCli>(find_cowfs_binary(), s.ws.store());
+  s.cowfs->set_mount_args(cowfs_mount_args(s.ws.config));
   return s;
 }
 

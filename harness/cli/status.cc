@@ -115,6 +115,21 @@ int run_status(const Globals& g, const StatusOptions& o) {
         out.add_null("in_progress");
       out.add("needs_recovery", intent.has_value() || committing);
       out.add("layers", layers).add("store_bytes", store_bytes);
+      if (const auto& lc = s.cowfs->lower_cache()) {
+        out.add_raw("lower_cache", json::Object()
+                                       .add("dir", lc->dir)
+                                       .add("bytes", lc->bytes)
+                                       .add("max_bytes", lc->max_bytes)
+                                       .add("hits", lc->hits)
+                                       .add("misses", lc->misses)
+                                       .add("fetched_bytes", lc->fetched_bytes)
+                                       .str());
+      } else if (s.ws.config.cache) {
+        out.add_raw("lower_cache",
+                    json::Object().add("dir", *s.ws.config.cache).add("mounted", false).str());
+      } else {
+        out.add_null("lower_cache");
+      }
       if (!store_error.empty()) out.add("store_error", store_error);
       if (!steps_error.empty()) out.add("steps_error", steps_error);
       if (!busy.empty()) out.add("busy", busy);
@@ -186,6 +201,16 @@ int run_status(const Globals& g, const StatusOptions& o) {
       std::cout << "store:       " << layers << " layer(s), " << store_bytes << " bytes\n";
     } else {
       std::cout << "store:       unknown (" << store_error << ")\n";
+    }
+    if (const auto& lc = s.cowfs->lower_cache()) {
+      const int64_t reads = lc->hits + lc->misses;
+      std::cout << "lower cache: " << lc->dir << ": " << lc->bytes << " of " << lc->max_bytes
+                << " bytes; this mount: " << lc->hits << " hits, " << lc->misses << " misses"
+                << (reads ? " (" + std::to_string(lc->hits * 100 / reads) + "% hits)" : "") << ", "
+                << lc->fetched_bytes << " bytes fetched from the lowers\n";
+    } else if (s.ws.config.cache) {
+      std::cout << "lower cache: " << *s.ws.config.cache << " (" << s.ws.config.cache_size
+                << "; figures while mounted)\n";
     }
     if (!steps_error.empty()) std::cout << "steps:       ERROR " << steps_error << "\n";
     if (last) {
