@@ -24,6 +24,32 @@ bool has_duplicates(std::vector<std::string> v) {
   return std::adjacent_find(v.begin(), v.end()) != v.end();
 }
 
+// What the kernel may keep: a name it saw missing (the daemon answers a
+// lookup of a missing name with ino 0 and the entry timeout) and a listing
+// (opendir answers cache_readdir and keep_cache). Each repeat must cost no
+// request; the margin allows for another process dropping the machine's
+// caches in between (each drop costs one). Both caches must be dropped on
+// every change through the mount: checked after the repeats.
+TEST_F(DirsTest, RepeatedMissesAndListingsAreServedByTheKernel) {
+  if (reference_mode()) GTEST_SKIP() << "counts the requests of a FUSE mount";
+  FuseRequests requests(mnt());
+  if (!requests.available()) GTEST_SKIP() << requests.why_not();
+  constexpr int kRepeats = 20;
+  for (int i = 0; i < kRepeats; ++i) {
+    EXPECT_EQ(err(::access(mnt("dir/missing").c_str(), F_OK)), ENOENT);
+    EXPECT_EQ(list_dir(mnt("dir")).size(), 3u);
+  }
+  EXPECT_LE(requests.count("FUSE_LOOKUP"), 4);
+  EXPECT_LE(requests.count("FUSE_READDIR") + requests.count("FUSE_READDIRPLUS"), 8);
+  write_file(mnt("dir/missing"), "now\n");
+  EXPECT_EQ(read_file(mnt("dir/missing")), "now\n");
+  EXPECT_EQ(sorted(list_dir(mnt("dir"))),
+            (std::vector<std::string>{"a.txt", "hard2", "missing", "sub"}));
+  ASSERT_EQ(::unlink(mnt("dir/missing").c_str()), 0);
+  EXPECT_EQ(err(::access(mnt("dir/missing").c_str(), F_OK)), ENOENT);
+  EXPECT_EQ(list_dir(mnt("dir")).size(), 3u);
+}
+
 TEST_F(DirsTest, MkdirAndRmdir) {
   ASSERT_EQ(err(::mkdir(mnt("newdir").c_str(), 0750)), 0);
   struct stat st = stat_or_throw(mnt("newdir"));

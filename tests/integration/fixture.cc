@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <climits>
@@ -1370,6 +1371,66 @@ void CowfsTest::expect_same_as_ref(unsigned fields, const std::string& context) 
   EXPECT_EQ(diff(want, got, fields), "")
       << "mount (actual) differs from the plain-directory reference (expected)"
       << (context.empty() ? "" : " " + context);
+}
+
+// ---------------------------------------------------------------------------
+// FuseRequests.
+
+namespace {
+bool write_tracefs(const std::string& path, const std::string& value) {
+  std::ofstream f(path);
+  f << value << "\n";
+  f.flush();
+  return static_cast<bool>(f);
+}
+}  // namespace
+
+FuseRequests::FuseRequests(const std::string& mountpoint) {
+  const std::string tracing = "/sys/kernel/tracing";
+  if (::geteuid() != 0) {
+    why_not_ = "counting FUSE requests needs root (tracefs)";
+    return;
+  }
+  if (::access((tracing + "/events/fuse").c_str(), F_OK) != 0) {
+    (void)::mount("nodev", tracing.c_str(), "tracefs", 0, nullptr);
+  }
+  if (::access((tracing + "/events/fuse/fuse_request_send").c_str(), F_OK) != 0) {
+    why_not_ = "this kernel has no fuse tracepoints";
+    return;
+  }
+  static std::atomic<int> next{0};
+  std::string dir =
+      tracing + "/instances/cowfs-it-" + std::to_string(::getpid()) + "-" + std::to_string(next++);
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    why_not_ = "mkdir " + dir + ": " + errno_name(errno);
+    return;
+  }
+  dir_ = dir;
+  struct stat st = stat_or_throw(mountpoint);
+  // The tracepoint's connection is the kernel's dev_t: major << 20 | minor.
+  const uint64_t dev = (static_cast<uint64_t>(major(st.st_dev)) << 20) | minor(st.st_dev);
+  const std::string ev = dir_ + "/events/fuse/fuse_request_send/";
+  if (!write_tracefs(ev + "filter", "connection == " + std::to_string(dev)) ||
+      !write_tracefs(ev + "enable", "1") || !write_tracefs(dir_ + "/tracing_on", "1")) {
+    throw std::runtime_error("cannot enable the fuse tracepoint in " + dir_);
+  }
+}
+
+FuseRequests::~FuseRequests() {
+  if (dir_.empty()) return;
+  write_tracefs(dir_ + "/tracing_on", "0");
+  write_tracefs(dir_ + "/events/fuse/fuse_request_send/enable", "0");
+  (void)::rmdir(dir_.c_str());
+}
+
+int FuseRequests::count(const std::string& opcode) const {
+  std::ifstream f(dir_ + "/trace");
+  const std::string needle = "(" + opcode + ")";
+  int n = 0;
+  for (std::string line; std::getline(f, line);) {
+    if (line.find(needle) != std::string::npos) ++n;
+  }
+  return n;
 }
 
 }  // namespace cowfs_it

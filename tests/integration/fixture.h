@@ -205,6 +205,26 @@ std::vector<std::string> mounts_under(const std::string& dir);
 std::vector<pid_t> cowfs_daemons(const std::string& mountpoint);
 bool process_alive(pid_t pid);
 
+// Counts the FUSE requests the kernel sends to one mount, from the kernel's
+// fuse_request_send tracepoint in a tracefs instance of its own (so other
+// tracers and mounts do not interfere). available() is false without root
+// or tracefs; the destructor removes the instance.
+class FuseRequests {
+ public:
+  explicit FuseRequests(const std::string& mountpoint);
+  ~FuseRequests();
+  FuseRequests(const FuseRequests&) = delete;
+  FuseRequests& operator=(const FuseRequests&) = delete;
+  bool available() const { return !dir_.empty(); }
+  const std::string& why_not() const { return why_not_; }
+  // Requests with this opcode (e.g. "FUSE_LOOKUP") since construction.
+  int count(const std::string& opcode) const;
+
+ private:
+  std::string dir_;
+  std::string why_not_;
+};
+
 // A fresh directory /tmp/<prefix>-XXXXXX (mode 0755). The destructor
 // unmounts anything mounted inside it, then removes it recursively.
 class TempDir {
