@@ -81,13 +81,15 @@ Invalidations Overlay::invalidations_for(const std::vector<LayerPtr>& dropped,
   Invalidations inv;
   // What the kernel may have cached, by (parent, name).
   std::unordered_map<std::pair<uint64_t, std::string>, uint64_t, PairHash> children;
-  std::unordered_map<uint64_t, NodePtr> dirs;
+  // Directories by their (parent, name), read here, where the tree lock
+  // is known to be held (visit below is analysed without it).
+  std::unordered_map<std::pair<uint64_t, std::string>, NodePtr, PairHash> dirs;
   const auto nodes = inodes_.snapshot();
   for (const auto& n : nodes) {
     if (n->parent) children[{n->parent->ino, n->name}] = n->ino;
     // A hard link's other names are cached by the kernel too.
     for (const auto& alias : n->aliases) children.emplace(alias, n->ino);
-    if (n->is_dir()) dirs.emplace(n->ino, n);
+    if (n->is_dir() && n->parent) dirs[{n->parent->ino, n->name}] = n;
   }
   std::unordered_set<uint64_t> inodes{kRootIno};
   std::unordered_set<uint64_t> kept;
@@ -107,9 +109,8 @@ Invalidations Overlay::invalidations_for(const std::vector<LayerPtr>& dropped,
       if (subdir >= 0 && it != children.end() && kept_dirs != nullptr &&
           !sys::get_xattr(subdir, kOpaqueXattr).ok() &&
           !sys::get_xattr(subdir, kRedirectXattr).ok()) {
-        auto d = dirs.find(it->second);
-        if (d != dirs.end() && d->second->parent && d->second->parent->ino == parent &&
-            d->second->name == name) {
+        auto d = dirs.find({parent, name});
+        if (d != dirs.end() && d->second->ino == it->second) {
           if (kept.insert(d->second->ino).second) kept_dirs->push_back({parent, name, d->second});
           return;
         }
