@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   clang  # the ThreadSanitizer and -Wthread-safety build (scripts/test-tsan.sh)
-  libfuse3-dev fuse3
+  libfuse3-dev fuse3 liburing-dev
   libcli11-dev libspdlog-dev libfmt-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libtomlplusplus-dev
   attr rsync util-linux procps psmisc coreutils findutils

@@ -25,6 +25,8 @@ struct MountOptions {
   std::string lower_cache;  // --lower-cache DIR: cache remote lowers' data there
   std::string lower_cache_size = "50G";
   std::vector<std::string> remote_lowers;  // --remote-lower: marked by hand
+  // auto, uring or dev; empty: $COWFS_IO, else auto.
+  std::string io;
 };
 void setup_mount(CLI::App& app, MountOptions& o);
 int run_mount(MountOptions o);

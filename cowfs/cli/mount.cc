@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -61,6 +62,10 @@ void setup_mount(CLI::App& app, MountOptions& o) {
                   "Mark this lower (one of --lower) remote: its reads go through --lower-cache. "
                   "Lowers on FUSE (sshfs), NFS, CIFS/SMB, 9p or Ceph are remote by themselves "
                   "(repeatable)");
+  cmd->add_option("--io", o.io,
+                  "Transport to the kernel: auto (io_uring where available), uring or dev "
+                  "(/dev/fuse); default $COWFS_IO, else auto")
+      ->check(CLI::IsMember({"auto", "uring", "dev"}));
   cmd->add_option("MOUNTPOINT", o.mountpoint, "Where to mount")->required();
 }
 
@@ -252,6 +257,7 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
     cfg.allow_nonempty = allow_nonempty;
     cfg.writeback_cache = o.writeback_cache;
     cfg.allow_other = ::geteuid() == 0;
+    cfg.io = o.io == "uring" ? IoMode::kUring : o.io == "dev" ? IoMode::kDev : IoMode::kAuto;
     std::string error;
     ControlServer control;
     std::unique_ptr<LayerService> service;
@@ -266,6 +272,7 @@ int serve(const MountOptions& o, bool allow_nonempty, Reporter& rep) {
         [&](KernelCache* kernel) {
           service =
               std::make_unique<LayerService>(store, whiteouts, &overlay, kernel, o.mountpoint);
+          service->set_transport_source(session_transport);
           control.start(o.store, [&](const std::vector<std::string>& w) {
             MutexLock lock(service_mu);
             return handle_control(*service, w);
@@ -329,6 +336,18 @@ int run_mount(MountOptions o) {
     }
   }
   if (auto err = check_mount_request(req)) return fail(*err, 2);
+  if (o.io.empty()) {
+    const char* env = std::getenv("COWFS_IO");
+    o.io = env != nullptr && *env != '\0' ? env : "auto";
+    if (o.io != "auto" && o.io != "uring" && o.io != "dev") {
+      return fail("COWFS_IO='" + o.io + "' is not auto, uring or dev", 2);
+    }
+  }
+  if (o.io == "uring") {
+    if (std::string why_not = uring_unavailable_reason(); !why_not.empty()) {
+      return fail("--io uring: " + why_not, 2);
+    }
+  }
   if (o.chunk_size < 4096 || o.chunk_size > (4u << 20) || (o.chunk_size & (o.chunk_size - 1))) {
     return fail("--chunk-size " + std::to_string(o.chunk_size) +
                     " is not a power of two from 4096 to 4194304",

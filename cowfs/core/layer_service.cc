@@ -295,23 +295,24 @@ std::string LayerService::layers(bool json) {
       out << line;
     }
   }
+  if (json) out << "]";
+  if (json && transport_) out << ",\"transport\":\"" << json_escape(transport_()) << "\"";
   LowerCache* cache = overlay_ ? overlay_->lower_cache() : nullptr;
   if (cache) {
     const LowerCacheStats c = cache->stats();
     if (json) {
-      out << "],\"lower_cache\":{\"dir\":\"" << json_escape(cache->dir())
+      out << ",\"lower_cache\":{\"dir\":\"" << json_escape(cache->dir())
           << "\",\"bytes\":" << c.bytes << ",\"max_bytes\":" << c.max_bytes
           << ",\"entries\":" << c.entries << ",\"hits\":" << c.hits << ",\"misses\":" << c.misses
           << ",\"fetched_bytes\":" << c.fetched_bytes << ",\"rejected\":" << c.rejected
-          << ",\"evictions\":" << c.evictions << ",\"bypassed\":" << c.bypassed << "}}\n";
+          << ",\"evictions\":" << c.evictions << ",\"bypassed\":" << c.bypassed << "}";
     } else {
       out << "lower cache " << cache->dir() << ": " << c.bytes << " of " << c.max_bytes
           << " bytes, " << c.hits << " hits, " << c.misses << " misses, " << c.fetched_bytes
           << " bytes fetched from the lowers\n";
     }
-    return out.str();
   }
-  if (json) out << "]}\n";
+  if (json) out << "}\n";
   return out.str();
 }
 

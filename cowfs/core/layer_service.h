@@ -9,6 +9,7 @@
 // Thread-safety: one command at a time (the control server serialises them).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,8 @@ class LayerService {
   // mount, every chunk map, the store's filesystem. `cowfs umount` calls it
   // before unmounting, so that it can report a failure and keep the mount.
   std::string sync();
+  // Where `layers --json` learns how the mount talks to the kernel.
+  void set_transport_source(std::function<std::string()> source) { transport_ = std::move(source); }
 
  private:
   // Runs op (the on-disk change, returning dropped layer ids) so that a live
@@ -59,6 +62,7 @@ class LayerService {
   Overlay* overlay_;
   KernelCache* kernel_;
   std::string mountpoint_;
+  std::function<std::string()> transport_;  // unset: not mounted
 };
 
 // Escapes s for a JSON string literal.

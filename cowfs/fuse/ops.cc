@@ -110,8 +110,12 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
-  want(FUSE_CAP_SPLICE_WRITE);
-  want(FUSE_CAP_SPLICE_MOVE);
+  // Spliced replies go straight to /dev/fuse; a ring's replies must come
+  // back through the channel shim, which copies them into the ring entry.
+  if (!kernel_io_negotiates_uring()) {
+    want(FUSE_CAP_SPLICE_WRITE);
+    want(FUSE_CAP_SPLICE_MOVE);
+  }
   want(FUSE_CAP_ATOMIC_O_TRUNC);
   want(FUSE_CAP_READDIRPLUS);
   want(FUSE_CAP_READDIRPLUS_AUTO);
@@ -625,6 +629,12 @@ class FuseKernelCache : public KernelCache {
   fuse_session* se_;
 };
 
+}  // namespace
+
+std::string session_transport() { return kernel_io_transport(); }
+
+namespace {
+
 // libfuse's option syntax treats ',' and '\' specially.
 std::string escape_option(const std::string& v) {
   std::string out;
@@ -640,6 +650,20 @@ std::string escape_option(const std::string& v) {
 int run_session(Overlay& overlay, const SessionConfig& cfg,
                 const std::function<void(KernelCache*)>& on_mounted,
                 const std::function<void()>& on_stopping, std::string* error) {
+  // Decided before anything is mounted: --io uring where it cannot work
+  // mounts nothing.
+  bool want_uring = false;
+  if (cfg.io != IoMode::kDev) {
+    const std::string why_not = uring_unavailable_reason();
+    want_uring = why_not.empty();
+    if (!want_uring && cfg.io == IoMode::kUring) {
+      *error = "--io uring: " + why_not;
+      return EOPNOTSUPP;
+    }
+    if (!want_uring) spdlog::info("io: /dev/fuse, because {}", why_not);
+  } else {
+    spdlog::info("io: /dev/fuse (--io dev)");
+  }
   Context context{&overlay, cfg};
   std::string opts = "default_permissions,fsname=" + escape_option(cfg.fsname) + ",subtype=cowfs";
   if (cfg.allow_other) opts += ",allow_other";
@@ -663,7 +687,7 @@ int run_session(Overlay& overlay, const SessionConfig& cfg,
         "cannot mount on " + cfg.mountpoint + " (is /dev/fuse usable and fusermount3 installed?)";
     return EIO;
   }
-  if (int r = install_kernel_io(se); r != 0) {
+  if (int r = install_kernel_io(se, want_uring); r != 0) {
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
     fuse_session_destroy(se);
@@ -682,6 +706,7 @@ int run_session(Overlay& overlay, const SessionConfig& cfg,
   fuse_loop_cfg_set_idle_threads(loop, 8);
   int r = fuse_session_loop_mt(se, loop);
   fuse_loop_cfg_destroy(loop);
+  stop_kernel_io();
   on_stopping();
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);

@@ -9,6 +9,11 @@
 
 namespace cowfs {
 
+// How requests travel between the kernel and the daemon: FUSE over
+// io_uring (Linux 6.14 with the fuse module's enable_uring on) or reads and
+// writes of /dev/fuse. Auto takes io_uring where it is available.
+enum class IoMode { kAuto, kUring, kDev };
+
 struct SessionConfig {
   std::string mountpoint;
   std::string fsname;  // shown as the mount's source (the store path)
@@ -18,7 +23,15 @@ struct SessionConfig {
   // The kernel keeps written pages and sends them in batches (on fsync,
   // close, memory pressure) instead of one request per write(2).
   bool writeback_cache = true;
+  IoMode io = IoMode::kAuto;
 };
+
+// Why FUSE over io_uring cannot be used here, or "" if it can
+// (uring_transport.cc).
+std::string uring_unavailable_reason();
+
+// The transport serving the mount: "io_uring: ..." or "/dev/fuse ...".
+std::string session_transport();
 
 // Mounts, calls on_mounted once the kernel accepted the mount, serves
 // requests until unmounted or signalled, then unmounts. Returns 0 on a clean
