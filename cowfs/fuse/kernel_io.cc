@@ -58,7 +58,9 @@ ssize_t io_read(int fd, void* buf, size_t len, void* /*userdata*/) {
       const bool offers_uring =
           (flags & FUSE_INIT_EXT) != 0 && (flags2 & uring_abi::kOverIoUringFlags2) != 0;
       if (g_want_uring && !offers_uring) {
-        spdlog::info("io: /dev/fuse (the kernel did not offer io_uring in INIT)");
+        MutexLock lock(g_transport_mu);
+        g_transport_name = "/dev/fuse (the kernel did not offer io_uring in INIT)";
+        spdlog::info("io: {}", g_transport_name);
       }
       g_negotiates_uring = g_want_uring && offers_uring;
       g_init_unique = in.unique;
@@ -97,8 +99,7 @@ void start_rings(size_t payload_size) {
     return;
   }
   g_transport = std::move(transport);
-  g_transport_name = g_transport->describe();
-  spdlog::info("io: {}", g_transport_name);
+  spdlog::info("io: {}", g_transport->describe());
 }
 
 ssize_t io_writev(int fd, iovec* iov, int count, void* /*userdata*/) {
@@ -139,7 +140,7 @@ ssize_t io_splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t 
 
 }  // namespace
 
-int install_kernel_io(fuse_session* se, bool want_uring) {
+int install_kernel_io(fuse_session* se, bool want_uring, const std::string& why_dev) {
   static const fuse_custom_io io = {
       .writev = io_writev,
       .read = io_read,
@@ -148,6 +149,10 @@ int install_kernel_io(fuse_session* se, bool want_uring) {
   };
   g_session = se;
   g_want_uring = want_uring;
+  if (!want_uring) {
+    MutexLock lock(g_transport_mu);
+    g_transport_name = "/dev/fuse (" + why_dev + ")";
+  }
   return fuse_session_custom_io(se, &io, fuse_session_fd(se));
 }
 
@@ -155,7 +160,7 @@ bool kernel_io_negotiates_uring() { return g_negotiates_uring; }
 
 std::string kernel_io_transport() {
   MutexLock lock(g_transport_mu);
-  return g_transport_name;
+  return g_transport ? g_transport->describe() : g_transport_name;
 }
 
 void stop_kernel_io() {

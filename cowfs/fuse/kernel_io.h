@@ -24,8 +24,8 @@ struct fuse_session;
 namespace cowfs {
 
 // Installs the shim on a mounted session. want_uring: negotiate io_uring if
-// the kernel offers it. Returns 0 or -errno.
-int install_kernel_io(fuse_session* se, bool want_uring);
+// the kernel offers it; else why_dev says why not. Returns 0 or -errno.
+int install_kernel_io(fuse_session* se, bool want_uring, const std::string& why_dev);
 
 // True from the INIT request on if io_uring is being negotiated. Replies
 // must then come back through writev (the rings copy them), so the session

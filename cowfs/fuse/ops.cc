@@ -653,17 +653,16 @@ int run_session(Overlay& overlay, const SessionConfig& cfg,
   // Decided before anything is mounted: --io uring where it cannot work
   // mounts nothing.
   bool want_uring = false;
+  std::string why_dev = "--io dev";
   if (cfg.io != IoMode::kDev) {
-    const std::string why_not = uring_unavailable_reason();
-    want_uring = why_not.empty();
+    why_dev = uring_unavailable_reason();
+    want_uring = why_dev.empty();
     if (!want_uring && cfg.io == IoMode::kUring) {
-      *error = "--io uring: " + why_not;
+      *error = "--io uring: " + why_dev;
       return EOPNOTSUPP;
     }
-    if (!want_uring) spdlog::info("io: /dev/fuse, because {}", why_not);
-  } else {
-    spdlog::info("io: /dev/fuse (--io dev)");
   }
+  if (!want_uring) spdlog::info("io: /dev/fuse ({})", why_dev);
   Context context{&overlay, cfg};
   std::string opts = "default_permissions,fsname=" + escape_option(cfg.fsname) + ",subtype=cowfs";
   if (cfg.allow_other) opts += ",allow_other";
@@ -687,7 +686,7 @@ int run_session(Overlay& overlay, const SessionConfig& cfg,
         "cannot mount on " + cfg.mountpoint + " (is /dev/fuse usable and fusermount3 installed?)";
     return EIO;
   }
-  if (int r = install_kernel_io(se, want_uring); r != 0) {
+  if (int r = install_kernel_io(se, want_uring, why_dev); r != 0) {
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
     fuse_session_destroy(se);

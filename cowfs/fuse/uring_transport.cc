@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -122,6 +123,7 @@ struct UringTransport::Queue {
   std::vector<Entry> entries;
   std::thread thread;
   std::promise<std::string> started;
+  std::atomic<uint64_t> served{0};  // requests taken from the ring
 
   ~Queue() {
     for (auto& e : entries) std::free(e.buffer);
@@ -228,6 +230,7 @@ struct UringTransport::Queue {
       reply_error(e, EIO);
       return;
     }
+    served.fetch_add(1, std::memory_order_relaxed);
     const size_t op_len = in.len - sizeof in - payload;
     char* start = e.payload - sizeof in - op_len;
     std::memcpy(start, &in, sizeof in);
@@ -319,8 +322,11 @@ void UringTransport::stop() {
 }
 
 std::string UringTransport::describe() const {
+  uint64_t served = 0;
+  for (size_t q = 0; q < nr_queues_; ++q) served += queues_[q].served.load();
   return "io_uring: " + std::to_string(nr_queues_) + " queues x " + std::to_string(depth_) +
-         " entries of " + std::to_string(payload_size_ >> 10) + " KiB";
+         " entries of " + std::to_string(payload_size_ >> 10) + " KiB, " + std::to_string(served) +
+         " requests";
 }
 
 bool UringTransport::take_reply(const iovec* iov, int count, ssize_t* result) {

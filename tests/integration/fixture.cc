@@ -22,6 +22,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -1431,6 +1432,36 @@ int FuseRequests::count(const std::string& opcode) const {
     if (line.find(needle) != std::string::npos) ++n;
   }
   return n;
+
+namespace {
+const char* const kUringParameter = "/sys/module/fuse/parameters/enable_uring";
+}
+
+UringParameter::UringParameter(bool on) {
+  std::ifstream in(kUringParameter);
+  if (!std::getline(in, old_))
+    throw std::runtime_error("this kernel has no " + std::string(kUringParameter));
+  std::ofstream out(kUringParameter);
+  out << (on ? "1" : "0") << std::flush;
+  if (!out) throw std::runtime_error(std::string("cannot write ") + kUringParameter);
+}
+
+UringParameter::~UringParameter() {
+  std::ofstream out(kUringParameter);
+  out << (old_ == "Y" ? "1" : "0") << std::flush;
+}
+
+std::string mount_transport(const std::string& store, const std::vector<std::string>& run_as) {
+  std::vector<std::string> argv = run_as;
+  argv.insert(argv.end(), {cowfs_bin(), "layers", "--store", store, "--json"});
+  RunResult r = run(argv);
+  if (r.exit_code != 0) throw std::runtime_error("cowfs layers --json: " + r.describe());
+  static const std::regex member("\"transport\":\"([^\"]*)\"");
+  std::smatch m;
+  if (!std::regex_search(r.out, m, member)) {
+    throw std::runtime_error("no transport in cowfs layers --json: " + r.out);
+  }
+  return m[1];
 }
 
 }  // namespace cowfs_it

@@ -331,6 +331,24 @@ struct TestUser {
 };
 TestUser ensure_test_user();
 
+// Sets the fuse module's enable_uring parameter (FUSE over io_uring for new
+// mounts) for the guard's life, then puts the old value back. Root only;
+// throws if the parameter cannot be set (a kernel without it).
+class UringParameter {
+ public:
+  explicit UringParameter(bool on);
+  ~UringParameter();
+  UringParameter(const UringParameter&) = delete;
+  UringParameter& operator=(const UringParameter&) = delete;
+
+ private:
+  std::string old_;
+};
+
+// The "transport" member of `cowfs layers --json` for a mounted store:
+// "io_uring: ..., N requests" or "/dev/fuse (why)". run_as as in MountSpec.
+std::string mount_transport(const std::string& store, const std::vector<std::string>& run_as = {});
+
 // ---------------------------------------------------------------------------
 // Manifest.
 

@@ -69,6 +69,7 @@ TEST(UnprivilegedTest, MountWriteUmountAsOrdinaryUser) {
   const gid_t gid = user.gid;
   ASSERT_NE(uid, 0u);
   DevFuseOpen dev_fuse;
+  UringParameter uring(true);  // FUSE over io_uring needs no privilege
 
   ::umask(022);
   TempDir tmp("cowfs-unpriv");
@@ -91,9 +92,11 @@ TEST(UnprivilegedTest, MountWriteUmountAsOrdinaryUser) {
     return run(argv);
   };
   {
-    CowfsMount m(MountSpec{store, {lower}, mnt, {}, as_user});
+    CowfsMount m(MountSpec{store, {lower}, mnt, {"--io", "uring"}, as_user});
     ASSERT_GT(m.daemon_pid(), 0);
     EXPECT_EQ(status_uid(m.daemon_pid()), uid) << "the daemon should run as the user";
+    const std::string transport = mount_transport(store, as_user);
+    EXPECT_EQ(transport.rfind("io_uring: ", 0), 0u) << transport;
 
     RunResult w = user_sh("set -e; cd '" + mnt +
                           "'; cat file.txt; printf 'by user\\n' > new.txt; "
