@@ -1432,6 +1432,7 @@ int FuseRequests::count(const std::string& opcode) const {
     if (line.find(needle) != std::string::npos) ++n;
   }
   return n;
+}
 
 namespace {
 const char* const kUringParameter = "/sys/module/fuse/parameters/enable_uring";
