@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <map>
+#include <stdexcept>
 
 #include "cowfs/core/chunked_file.h"
 #include "cowfs/core/layer_service.h"
@@ -51,10 +52,24 @@ class LinkCountTest : public OverlayTest {
     ASSERT_TRUE(overlay_->setattr(*ino, a, nullptr)) << rel;
   }
   // Names of the `.base` links in the chunks/ directories of the store.
+  // Everything below dir (nothing if dir is missing). The store empties its
+  // trash on a thread of its own, so an entry can vanish under the walk:
+  // then it starts again, until a walk sees a tree that held still.
+  static std::vector<fs::directory_entry> entries_below(const std::string& dir) {
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      std::vector<fs::directory_entry> found;
+      std::error_code ec;
+      fs::recursive_directory_iterator it(dir, ec);
+      if (ec) return found;
+      for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+        found.push_back(*it);
+      if (!ec) return found;
+    }
+    throw std::runtime_error("the tree under " + dir + " kept changing during 100 walks");
+  }
   std::vector<std::string> bases(const std::string& under) {
     std::vector<std::string> out;
-    std::error_code ec;
-    for (const auto& e : fs::recursive_directory_iterator(root_ + "/store/" + under, ec)) {
+    for (const auto& e : entries_below(root_ + "/store/" + under)) {
       if (e.path().extension() == ".base") out.push_back(e.path().string());
     }
     return out;
@@ -63,8 +78,7 @@ class LinkCountTest : public OverlayTest {
   // it: links a layer change left in trash/ that still count somewhere.
   std::vector<std::string> links_shared_with_outside(const std::string& dir) {
     std::map<ino_t, std::pair<nlink_t, std::vector<std::string>>> seen;
-    std::error_code ec;
-    for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
+    for (const auto& e : entries_below(dir)) {
       struct stat st {};
       if (::lstat(e.path().c_str(), &st) != 0 || S_ISDIR(st.st_mode)) continue;
       auto& [count, paths] = seen[st.st_ino];
