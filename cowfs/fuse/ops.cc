@@ -39,6 +39,7 @@ int boundary_errno(int e) {
   switch (e) {
     case ENOTCONN:
     case ECONNABORTED:
+    case ECANCELED:  // a lower served by FUSE over io_uring whose daemon died
     case ECONNRESET:
     case ESHUTDOWN:
     case EHOSTDOWN:
